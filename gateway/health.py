@@ -1,0 +1,49 @@
+"""Liveness and readiness: ``/readyz`` is 200 only while Kafka and Redis answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiokafka import AIOKafkaClient
+from redis.asyncio import Redis
+
+from schemas.kafka_clients import client_kwargs
+from schemas.settings import CommonSettings
+
+
+class Readiness:
+    def __init__(self, settings: CommonSettings, redis: Redis) -> None:
+        self._settings = settings
+        self._redis = redis
+        self._kafka: AIOKafkaClient | None = None
+
+    async def _kafka_ok(self) -> bool:
+        if self._kafka is None:
+            client = AIOKafkaClient(**client_kwargs(self._settings), request_timeout_ms=3000)
+            try:
+                await asyncio.wait_for(client.bootstrap(), 3)
+            except Exception:
+                await client.close()
+                return False
+            self._kafka = client
+        try:
+            return bool(await asyncio.wait_for(self._kafka.fetch_all_metadata(), 3) is not None)
+        except Exception:
+            return False
+
+    async def _redis_ok(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self._redis.ping(), 3))
+        except Exception:
+            return False
+
+    async def check(self) -> dict[str, Any]:
+        kafka, redis = await asyncio.gather(self._kafka_ok(), self._redis_ok())
+        return {"ready": kafka and redis, "kafka": kafka, "redis": redis}
+
+    async def close(self) -> None:
+        if self._kafka is not None:
+            with contextlib.suppress(Exception):
+                await self._kafka.close()

@@ -1,0 +1,23 @@
+"""``sockethub gateway``: serve the ASGI app with uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from schemas.observability import configure_logging
+
+
+def serve(settings: GatewaySettings) -> None:
+    configure_logging(settings, process="gateway")
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        ws="websockets",
+    )
+    uvicorn.Server(config).run()

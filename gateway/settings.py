@@ -1,0 +1,54 @@
+"""The gateway's settings (``SOCKETHUB_*`` variables and the same CLI flags)."""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import Field, SecretStr
+
+from schemas.settings import CommonSettings
+
+DEFAULT_ORIGINS = "http://localhost:10550,http://127.0.0.1:10550"
+
+
+class GatewaySettings(CommonSettings):
+    host: str = Field("127.0.0.1", description="Address the gateway listens on")
+    port: int = Field(10550, ge=0, le=65535, description="Port the gateway listens on")
+    path: str = Field("/sockethub", description="Socket.IO path")
+    gateway_id: str = Field(
+        default_factory=socket.gethostname,
+        description="This instance's name; its replies arrive on its own reply topic",
+    )
+    platforms: str = Field(
+        "dummy,feeds,metadata,irc,xmpp", description="Enabled platforms, comma-separated"
+    )
+    allowed_origins: str = Field(
+        DEFAULT_ORIGINS, description="Allowed browser origins, comma-separated, or *"
+    )
+    max_payload: int = Field(262144, ge=1024, description="Largest accepted message, in bytes")
+    request_timeout: float = Field(
+        30.0, gt=0, description="Seconds before an unanswered request is answered with an error"
+    )
+    rate_limit: int = Field(100, ge=1, description="Events per second per session before a block")
+    rate_block_seconds: float = Field(5.0, ge=0, description="How long a rate-limited session waits")
+    max_connections_per_ip: int = Field(20, ge=1, description="Concurrent connections per address")
+    max_inflight_per_session: int = Field(
+        64, ge=1, description="Requests a session may have unanswered at once"
+    )
+    secret: SecretStr | None = Field(
+        None,
+        description="Server secret for credential encryption (random per process when unset)",
+    )
+    credentials_ttl: int = Field(
+        3600, ge=60, description="Seconds credentials live in Redis without use (sliding)"
+    )
+    session_grace: int = Field(
+        20, ge=0, description="Seconds a closed session's persistent state is kept for a reconnect"
+    )
+
+    def platform_ids(self) -> list[str]:
+        return [p.strip() for p in self.platforms.split(",") if p.strip()]
+
+    def origins(self) -> list[str] | str:
+        value = self.allowed_origins.strip()
+        return "*" if value == "*" else [o.strip() for o in value.split(",") if o.strip()]

@@ -1,0 +1,76 @@
+"""The ``sockethub`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from gateway.settings import GatewaySettings
+from platform_runners.settings import RunnerSettings
+from sockethub.devstack.errors import StackError
+from sockethub.settings_cli import add_settings_flags, settings_from_args
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sockethub", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="start Kafka, Redis, the gateway and every runner")
+    dev.add_argument("--state-dir", default=".sockethub", help="where the local services keep data")
+    add_settings_flags(dev, GatewaySettings)
+
+    provision = sub.add_parser("provision", help="install what the stack (and the tests) need")
+    provision.add_argument("--tests", action="store_true", help="also the test peers and tools")
+
+    gateway = sub.add_parser("gateway", help="run one gateway instance")
+    add_settings_flags(gateway, GatewaySettings)
+
+    runner = sub.add_parser("runner", help="run one platform's runner")
+    runner.add_argument("--platform", required=True, help="the platform to run")
+    add_settings_flags(runner, RunnerSettings)
+
+    runners = sub.add_parser("runners", help="supervise one runner process per enabled platform")
+    add_settings_flags(runners, RunnerSettings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except StackError as err:
+        print(f"sockethub: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "dev":
+        from sockethub.dev import run_dev
+
+        return run_dev(settings_from_args(GatewaySettings, args), state_dir=args.state_dir)
+    if args.command == "provision":
+        from sockethub.devstack.provision import provision
+
+        provision(tests=args.tests)
+        return 0
+    if args.command == "gateway":
+        from gateway.server import serve
+
+        serve(settings_from_args(GatewaySettings, args))
+        return 0
+    if args.command == "runner":
+        from platform_runners.process import run_runner
+
+        return run_runner(settings_from_args(RunnerSettings, args), args.platform)
+    if args.command == "runners":
+        from sockethub.dev import run_runners
+
+        return run_runners(settings_from_args(RunnerSettings, args))
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

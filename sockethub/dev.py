@@ -1,0 +1,100 @@
+"""``sockethub dev`` and ``sockethub runners``: the processes of a deployment, on one machine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import urllib.request
+from pathlib import Path
+
+import structlog
+
+from gateway.settings import GatewaySettings
+from platform_runners.settings import RunnerSettings
+from schemas.kafka_clients import ensure_topics
+from schemas.observability import configure_logging
+from schemas.settings import ENV_PREFIX, CommonSettings
+from schemas.topics import TopicLayout
+from sockethub.devstack.errors import StackError
+from sockethub.devstack.kafka import KafkaBroker
+from sockethub.devstack.processes import require_free_port
+from sockethub.devstack.redis import RedisServer
+from sockethub.supervisor import Supervisor, python_cmd
+
+log = structlog.get_logger("sockethub.dev")
+
+
+def _export(settings: CommonSettings) -> None:
+    """Children read their settings from the environment: pass on what flags set."""
+    for name in settings.model_fields_set:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        text = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        if isinstance(text, bool):
+            text = "true" if text else "false"
+        os.environ[f"{ENV_PREFIX}{name.upper()}"] = str(text)
+
+
+def _announce_when_up(settings: GatewaySettings, sup: Supervisor) -> None:
+    url = f"http://{settings.host}:{settings.port}/"
+    for _ in range(600):
+        if sup.stopping:
+            return
+        try:
+            with urllib.request.urlopen(url + "readyz", timeout=2) as resp:  # noqa: S310
+                if resp.status == 200:
+                    print(f"Sockethub is ready at {url}", flush=True)
+                    return
+        except OSError:
+            pass
+        sup.wait(0.5)
+    print(f"Sockethub did not become ready at {url}readyz; see the logs above", flush=True)
+
+
+def run_dev(settings: GatewaySettings, *, state_dir: str) -> int:
+    configure_logging(settings, process="dev")
+    state = Path(state_dir).resolve()
+    started: list[KafkaBroker | RedisServer] = []
+    try:
+        require_free_port(settings.host, settings.port, "gateway",
+                          "stop the other program or choose --port")  # fmt: skip
+        if "kafka_bootstrap" not in settings.model_fields_set:
+            broker = KafkaBroker(state / "kafka")
+            print(f"starting Kafka on {broker.bootstrap} (data in {broker.data_dir})", flush=True)
+            broker.start()
+            started.append(broker)
+            settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
+        if "redis_url" not in settings.model_fields_set:
+            redis = RedisServer(state / "redis")
+            print(f"starting Redis on {redis.host}:{redis.port}", flush=True)
+            redis.start()
+            started.append(redis)
+            settings = settings.model_copy(update={"redis_url": redis.url})
+        settings.model_fields_set.update({"kafka_bootstrap", "redis_url"})
+        layout = TopicLayout(settings)
+        asyncio.run(
+            ensure_topics(settings, layout.specs(settings.platform_ids(), [settings.gateway_id]))
+        )
+        _export(settings)
+        sup = Supervisor()
+        sup.add("gateway", python_cmd("gateway"))
+        for platform in settings.platform_ids():
+            sup.add(f"runner:{platform}", python_cmd("runner", "--platform", platform))
+        threading.Thread(target=_announce_when_up, args=(settings, sup), daemon=True).start()
+        return sup.run()
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+def run_runners(settings: RunnerSettings) -> int:
+    configure_logging(settings, process="runners")
+    if not settings.platform_ids():
+        raise StackError("no platforms enabled: set SOCKETHUB_PLATFORMS or --platforms")
+    _export(settings)
+    sup = Supervisor()
+    for platform in settings.platform_ids():
+        sup.add(f"runner:{platform}", python_cmd("runner", "--platform", platform))
+    return sup.run()

@@ -1,0 +1,219 @@
+"""A single-node KRaft Kafka broker, run from its jars on Maven Central.
+
+The jars are resolved once with Maven into a cache outside the repository
+(``~/.cache/sockethub`` or ``SOCKETHUB_CACHE_DIR``); a second run downloads
+nothing. The storage directory is formatted once and kept: it is the log.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+from sockethub.devstack.errors import StackError
+from sockethub.devstack.processes import PidFile, require_free_port, spawn, stop, wait_for_port
+
+KAFKA_VERSION = "4.1.1"
+_COMPLETE = ".complete"
+
+_LOG4J2 = """\
+Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: WARN
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.server.KafkaServer
+        level: INFO
+"""
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("SOCKETHUB_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sockethub"
+    )
+    return Path(root)
+
+
+def _require_tool(name: str, what: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise StackError(f"{name} is missing: {what}")
+    return path
+
+
+def java_binary() -> str:
+    return _require_tool(
+        "java", "Kafka needs Java 17 or newer (Debian: apt-get install openjdk-17-jre-headless)"
+    )
+
+
+def ensure_kafka_libs(version: str = KAFKA_VERSION) -> Path:
+    """The directory holding Kafka's runtime jars, downloading them on first use."""
+    libs = cache_dir() / f"kafka-{version}" / "libs"
+    if (libs / _COMPLETE).exists():
+        return libs
+    mvn = _require_tool("mvn", "the first start resolves Kafka from Maven Central with Maven")
+    java_binary()
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="libs-", dir=libs.parent))
+    log = libs.parent / "maven.log"
+    pom = files("sockethub.devstack").joinpath("kafka-pom.xml")
+    with open(log, "wb") as out:
+        result = subprocess.run(
+            [
+                mvn, "-q", "-B", "-f", str(pom), f"-Dkafka.version={version}",
+                "dependency:copy-dependencies", "-DincludeScope=runtime",
+                f"-DoutputDirectory={staging}",
+            ],
+            stdout=out, stderr=subprocess.STDOUT, check=False,
+        )  # fmt: skip
+    jars = list(staging.glob("*.jar"))
+    if result.returncode != 0 or not any(j.name.startswith("kafka_2.13-") for j in jars):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StackError(
+            f"Maven could not download Kafka {version} (exit {result.returncode}); "
+            f"see {log}, check access to Maven Central, then run again"
+        )
+    (staging / _COMPLETE).write_text(version)
+    shutil.rmtree(libs, ignore_errors=True)
+    staging.rename(libs)
+    return libs
+
+
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+@dataclass
+class KafkaBroker:
+    """One combined broker+controller process on loopback."""
+
+    data_dir: Path
+    port: int = 9092
+    controller_port: int = 9093
+    host: str = "127.0.0.1"
+    heap: str = "512m"
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "log"
+
+    @property
+    def _pidfile(self) -> PidFile:
+        return PidFile(self.data_dir / "kafka.pid", marker=str(self.data_dir / "server.properties"))
+
+    def _write_config(self) -> Path:
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "listeners": (
+                f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir / "data"),
+            "num.partitions": "3",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "10",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "false",
+        }
+        path = self.data_dir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.data_dir / "log4j2.yaml").write_text(_LOG4J2)
+        return path
+
+    def _java(self, libs: Path, main: str, *args: str, heap: str = "256m") -> list[str]:
+        return [
+            java_binary(), f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.yaml'}",
+            "-cp", f"{libs}/*", main, *args,
+        ]  # fmt: skip
+
+    def _format_once(self, libs: Path, config: Path) -> None:
+        meta = self.data_dir / "data" / "meta.properties"
+        if meta.exists():
+            if "cluster.id" not in meta.read_text(errors="replace"):
+                raise StackError(
+                    f"Kafka data dir {self.data_dir / 'data'} is corrupt (meta.properties has no "
+                    "cluster.id); move it away to start with an empty log"
+                )
+            return
+        data = self.data_dir / "data"
+        if data.exists() and any(data.iterdir()):
+            raise StackError(
+                f"Kafka data dir {data} is not empty but was never formatted; "
+                "move it away to start with an empty log"
+            )
+        result = subprocess.run(
+            self._java(libs, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(),
+                       "-c", str(config)),
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            last = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
+            raise StackError(f"formatting Kafka storage in {data} failed: {last[0]}")
+
+    def start(self, *, timeout: float = 90.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._pidfile.reap_stale()
+        hint = "stop it, or point SOCKETHUB_KAFKA_BOOTSTRAP at an existing broker"
+        require_free_port(self.host, self.port, "Kafka", hint)
+        require_free_port(self.host, self.controller_port, "Kafka controller", hint)
+        libs = ensure_kafka_libs()
+        config = self._write_config()
+        self._format_once(libs, config)
+        log = self.data_dir / "kafka.log"
+        self._proc = spawn(self._java(libs, "kafka.Kafka", str(config), heap=self.heap),
+                           log_path=log)  # fmt: skip
+        self._pidfile.write(self._proc.pid)
+        if not wait_for_port(self.host, self.port, timeout=timeout, proc=self._proc):
+            code = self._proc.poll()
+            self.stop()
+            raise StackError(
+                f"Kafka did not start on {self.bootstrap} "
+                f"({'exit code ' + str(code) if code is not None else 'timed out'}); see {log}"
+            )
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, for fault tests: what a crash looks like to clients."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(10)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            stop(self._proc, timeout=30)
+            self._proc = None
+        self._pidfile.clear()

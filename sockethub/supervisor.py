@@ -1,0 +1,126 @@
+"""Keeps a set of child processes running: restart with backoff, stop them all on a signal.
+
+Used by ``sockethub dev`` (gateway and runners) and ``sockethub runners`` (one process
+per platform, so a crash in one platform never touches another).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from sockethub.devstack.processes import spawn, stop
+
+log = structlog.get_logger("sockethub.supervisor")
+
+
+@dataclass
+class Child:
+    name: str
+    cmd: Sequence[str]
+    log_path: Path | None = None
+    restart: bool = True
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    failures: int = 0
+    next_start: float = 0.0
+    restarts: int = field(default=0)
+
+    def backoff(self) -> float:
+        return float(min(30, 2 ** max(0, self.failures - 1)))
+
+
+class Supervisor:
+    HEALTHY_AFTER = 60.0
+    """A child that ran this long counts as healthy again: its backoff resets."""
+
+    def __init__(self, on_exit: Callable[[Child, int], None] | None = None) -> None:
+        self.children: list[Child] = []
+        self._stop = threading.Event()
+        self._on_exit = on_exit
+
+    def add(self, name: str, cmd: Sequence[str], *, log_path: Path | None = None) -> Child:
+        child = Child(name, list(cmd), log_path)
+        self.children.append(child)
+        return child
+
+    def _start(self, child: Child) -> None:
+        child.proc = spawn(child.cmd, log_path=child.log_path)
+        child.started_at = time.monotonic()
+        log.info("process started", process=child.name, pid=child.proc.pid)
+
+    def start_all(self) -> None:
+        for child in self.children:
+            self._start(child)
+
+    def poll_once(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.proc is None:
+                if child.restart and now >= child.next_start:
+                    child.restarts += 1
+                    self._start(child)
+                continue
+            code = child.proc.poll()
+            if code is None:
+                if child.failures and now - child.started_at > self.HEALTHY_AFTER:
+                    child.failures = 0
+                continue
+            child.proc = None
+            child.failures += 1
+            child.next_start = now + child.backoff()
+            log.warning(
+                "process exited", process=child.name, exit_code=code, restart_in=child.backoff()
+            )
+            if self._on_exit is not None:
+                self._on_exit(child, code)
+
+    def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True if a stop was requested meanwhile."""
+        return self._stop.wait(seconds)
+
+    def run(self) -> int:
+        """Supervise until SIGINT/SIGTERM, then stop every child; returns 0."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.request_stop)
+        self.start_all()
+        try:
+            while not self._stop.wait(0.25):
+                self.poll_once()
+        finally:
+            self.stop_all()
+        return 0
+
+    def stop_all(self) -> None:
+        """SIGTERM to every child at once, then wait for each (SIGKILL after a grace period)."""
+        running = [c for c in reversed(self.children) if c.proc is not None]
+        for child in running:
+            assert child.proc is not None
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        for child in running:
+            assert child.proc is not None
+            code = stop(child.proc)
+            log.info("process stopped", process=child.name, exit_code=code)
+            child.proc = None
+
+
+def python_cmd(*args: str) -> list[str]:
+    """A ``sockethub`` subcommand run by this same interpreter."""
+    return [sys.executable, "-m", "sockethub.cli", *args]
