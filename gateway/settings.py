@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from schemas.settings import CommonSettings
 
@@ -16,7 +17,7 @@ class GatewaySettings(CommonSettings):
     port: int = Field(10550, ge=0, le=65535, description="Port the gateway listens on")
     path: str = Field("/sockethub", description="Socket.IO path")
     gateway_id: str = Field(
-        default_factory=socket.gethostname,
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="This instance's name; its replies arrive on its own reply topic",
     )
     platforms: str = Field(
@@ -34,10 +35,6 @@ class GatewaySettings(CommonSettings):
     max_connections_per_ip: int = Field(20, ge=1, description="Concurrent connections per address")
     max_inflight_per_session: int = Field(
         64, ge=1, description="Requests a session may have unanswered at once"
-    )
-    secret: SecretStr | None = Field(
-        None,
-        description="Server secret for credential encryption (random per process when unset)",
     )
     credentials_ttl: int = Field(
         3600, ge=60, description="Seconds credentials live in Redis without use (sliding)"

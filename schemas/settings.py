@@ -42,6 +42,13 @@ class CommonSettings(BaseSettings):
             "(16, 24 or 32 byte keys); the last one encrypts, all of them decrypt"
         ),
     )
+    secret: SecretStr | None = Field(
+        None,
+        description=(
+            "Server secret shared by gateways and runners; with each session's own secret it "
+            "derives the key that encrypts the session's credentials in Redis"
+        ),
+    )
     topic_prefix: str = Field("sockethub", description="Prefix of every topic name")
     request_partitions: int = Field(6, ge=1, description="Partitions of each request topic")
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics")

@@ -1,1 +1,5 @@
-pytest_plugins = ["tests.fixtures.services"]
+pytest_plugins = [
+    "tests.fixtures.services",
+    "tests.fixtures.runners",
+    "tests.fixtures.gateway",
+]
