@@ -31,7 +31,9 @@ class GatewaySettings(CommonSettings):
         30.0, gt=0, description="Seconds before an unanswered request is answered with an error"
     )
     rate_limit: int = Field(100, ge=1, description="Events per second per session before a block")
-    rate_block_seconds: float = Field(5.0, ge=0, description="How long a rate-limited session waits")
+    rate_block_seconds: float = Field(
+        5.0, ge=0, description="How long a rate-limited session waits"
+    )
     max_connections_per_ip: int = Field(20, ge=1, description="Concurrent connections per address")
     max_inflight_per_session: int = Field(
         64, ge=1, description="Requests a session may have unanswered at once"

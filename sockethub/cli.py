@@ -18,6 +18,10 @@ def _parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="start Kafka, Redis, the gateway and every runner")
     dev.add_argument("--state-dir", default=".sockethub", help="where the local services keep data")
+    dev.add_argument("--kafka-port", type=int, default=9092, help="port of the local broker")
+    dev.add_argument("--kafka-controller-port", type=int, default=9093,
+                     help="controller port of the local broker")  # fmt: skip
+    dev.add_argument("--redis-port", type=int, default=6379, help="port of the local Redis")
     add_settings_flags(dev, GatewaySettings)
 
     provision = sub.add_parser("provision", help="install what the stack (and the tests) need")
@@ -48,9 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "dev":
-        from sockethub.dev import run_dev
+        from sockethub.dev import DevPorts, run_dev
 
-        return run_dev(settings_from_args(GatewaySettings, args), state_dir=args.state_dir)
+        return run_dev(
+            settings_from_args(GatewaySettings, args),
+            state_dir=args.state_dir,
+            ports=DevPorts(args.kafka_port, args.kafka_controller_port, args.redis_port),
+        )
     if args.command == "provision":
         from sockethub.devstack.provision import provision
 

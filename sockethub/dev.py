@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import threading
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+from pydantic import SecretStr
 
 from gateway.settings import GatewaySettings
 from platform_runners.settings import RunnerSettings
@@ -43,7 +46,7 @@ def _announce_when_up(settings: GatewaySettings, sup: Supervisor) -> None:
         if sup.stopping:
             return
         try:
-            with urllib.request.urlopen(url + "readyz", timeout=2) as resp:  # noqa: S310
+            with urllib.request.urlopen(url + "readyz", timeout=2) as resp:
                 if resp.status == 200:
                     print(f"Sockethub is ready at {url}", flush=True)
                     return
@@ -53,7 +56,25 @@ def _announce_when_up(settings: GatewaySettings, sup: Supervisor) -> None:
     print(f"Sockethub did not become ready at {url}readyz; see the logs above", flush=True)
 
 
-def run_dev(settings: GatewaySettings, *, state_dir: str) -> int:
+def _local_secret(state: Path) -> SecretStr:
+    """One server secret per state dir, so runners and a restarted gateway share it."""
+    path = state / "secret"
+    if not path.exists():
+        state.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return SecretStr(path.read_text().strip())
+
+
+@dataclass(frozen=True)
+class DevPorts:
+    kafka: int = 9092
+    kafka_controller: int = 9093
+    redis: int = 6379
+
+
+def run_dev(settings: GatewaySettings, *, state_dir: str, ports: DevPorts = DevPorts()) -> int:
     configure_logging(settings, process="dev")
     state = Path(state_dir).resolve()
     started: list[KafkaBroker | RedisServer] = []
@@ -61,18 +82,22 @@ def run_dev(settings: GatewaySettings, *, state_dir: str) -> int:
         require_free_port(settings.host, settings.port, "gateway",
                           "stop the other program or choose --port")  # fmt: skip
         if "kafka_bootstrap" not in settings.model_fields_set:
-            broker = KafkaBroker(state / "kafka")
+            broker = KafkaBroker(
+                state / "kafka", port=ports.kafka, controller_port=ports.kafka_controller
+            )
             print(f"starting Kafka on {broker.bootstrap} (data in {broker.data_dir})", flush=True)
             broker.start()
             started.append(broker)
             settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
         if "redis_url" not in settings.model_fields_set:
-            redis = RedisServer(state / "redis")
+            redis = RedisServer(state / "redis", port=ports.redis)
             print(f"starting Redis on {redis.host}:{redis.port}", flush=True)
             redis.start()
             started.append(redis)
             settings = settings.model_copy(update={"redis_url": redis.url})
-        settings.model_fields_set.update({"kafka_bootstrap", "redis_url"})
+        if settings.secret is None:
+            settings = settings.model_copy(update={"secret": _local_secret(state)})
+        settings.model_fields_set.update({"kafka_bootstrap", "redis_url", "secret"})
         layout = TopicLayout(settings)
         asyncio.run(
             ensure_topics(settings, layout.specs(settings.platform_ids(), [settings.gateway_id]))

@@ -99,7 +99,9 @@ def wait_for_port(
 
 def require_free_port(host: str, port: int, what: str, hint: str) -> None:
     if not port_is_free(host, port):
-        raise StackError(f"{what}: port {port} on {host} is already taken by another program; {hint}")
+        raise StackError(
+            f"{what}: port {port} on {host} is already taken by another program; {hint}"
+        )
 
 
 class PidFile:
