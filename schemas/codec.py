@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
@@ -365,7 +365,7 @@ class Codec:
         buffer = BytesIO(value)
         buffer.seek(offset)
         try:
-            datum = schemaless_reader(buffer, reader.writer, reader.reader)
+            datum = cast(dict[str, Any], schemaless_reader(buffer, reader.writer, reader.reader))
         except (EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
             raise CodecError(f"malformed {reader.kind} record: {type(exc).__name__}") from None
         return self._builders[reader.kind](datum)

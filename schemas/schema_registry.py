@@ -97,6 +97,8 @@ class SchemaRegistryClient:
         if self._offline:
             raise SchemaRegistryError(f"preset registry has no schema for subject {subject!r}")
         body = await self._post(f"/subjects/{quote(subject, safe='')}/versions", key[1])
+        if body is None:
+            raise SchemaRegistryError(f"schema registry {self._display_url}: no such subject")
         schema_id = int(body["id"])
         self._ids[key] = schema_id
         self._by_id.setdefault(schema_id, key[1])
@@ -139,7 +141,7 @@ class SchemaRegistryClient:
 
     async def _request(
         self, method: str, path: str, *, content: bytes | None = None, missing_ok: bool = False
-    ) -> Any:
+    ) -> dict[str, Any] | None:
         headers = {"Content-Type": _CONTENT_TYPE} if content is not None else None
         try:
             response = await self._http.request(method, path, content=content, headers=headers)
@@ -159,11 +161,14 @@ class SchemaRegistryClient:
                 f"{response.status_code} {message}".rstrip()
             )
         try:
-            return response.json()
+            body = response.json()
         except ValueError:
+            body = None
+        if not isinstance(body, dict):
             raise SchemaRegistryError(
                 f"schema registry {self._display_url}: {method} {path} answered non-JSON"
-            ) from None
+            )
+        return body
 
     async def close(self) -> None:
         if self._owns_http:

@@ -1,0 +1,101 @@
+"""Connection settings shared by every aiokafka client, and topic creation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
+
+from schemas.settings import CommonSettings
+from schemas.topics import TopicSpec
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+class TopicSetupError(RuntimeError):
+    """Topics could not be created."""
+
+
+def client_kwargs(settings: CommonSettings) -> dict[str, Any]:
+    """Keyword arguments for AIOKafkaProducer, AIOKafkaConsumer and AIOKafkaAdminClient."""
+    servers = [s.strip() for s in settings.kafka_bootstrap.split(",") if s.strip()]
+    if not servers:
+        raise ValueError("kafka_bootstrap names no servers")
+    protocol = settings.kafka_security_protocol
+    kwargs: dict[str, Any] = {"bootstrap_servers": servers, "security_protocol": protocol}
+    if protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password
+        if not (settings.kafka_sasl_mechanism and settings.kafka_sasl_username and password):
+            raise ValueError(
+                f"security protocol {protocol} needs kafka_sasl_mechanism, "
+                "kafka_sasl_username and kafka_sasl_password"
+            )
+        kwargs.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=password.get_secret_value(),
+        )
+    if protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile)
+    return kwargs
+
+
+def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
+    errors: list[tuple[str, int, str | None]] = []
+    for entry in getattr(response, "topic_errors", ()):
+        name, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else None
+        errors.append((name, code, message))
+    return errors
+
+
+async def ensure_topics(
+    settings: CommonSettings, specs: Sequence[TopicSpec], *, timeout_s: float = 30.0
+) -> list[str]:
+    """Create the topics of ``specs`` that do not exist yet; return the names created.
+
+    Idempotent, and safe to run from several processes at once: a topic that
+    another process created meanwhile counts as existing. Existing topics are
+    left as they are (their partitions and configuration are not changed).
+    """
+    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=int(timeout_s * 1000))
+    try:
+        async with asyncio.timeout(timeout_s):
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = list({s.name: s for s in specs if s.name not in existing}.values())
+            if not missing:
+                return []
+            response = await admin.create_topics(
+                [
+                    NewTopic(
+                        name=s.name,
+                        num_partitions=s.partitions,
+                        replication_factor=settings.replication_factor,
+                        topic_configs=dict(s.config),
+                    )
+                    for s in missing
+                ],
+                timeout_ms=int(timeout_s * 1000),
+            )
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise TopicSetupError(
+            f"cannot create topics on {settings.kafka_bootstrap}: {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        await admin.close()
+    created = {s.name for s in missing}
+    failures = []
+    for name, code, message in _topic_errors(response):
+        if code == _TOPIC_ALREADY_EXISTS:
+            created.discard(name)
+        elif code:
+            created.discard(name)
+            failures.append(f"{name}: error {code} {message or ''}".rstrip())
+    if failures:
+        raise TopicSetupError("could not create topics: " + "; ".join(failures))
+    return [s.name for s in missing if s.name in created]
