@@ -14,9 +14,8 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
 from functools import cache
 from importlib import metadata, resources
 from typing import Any, Literal
@@ -119,6 +118,36 @@ def is_uri(value: object) -> bool:
 FORMAT_CHECKER = FormatChecker(formats=())
 FORMAT_CHECKER.checks("date-time")(is_date_time)
 FORMAT_CHECKER.checks("uri")(is_uri)
+
+
+FALSE_SCHEMA: JSONDict = {"not": {}}
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "definitions")
+_SUBSCHEMA_LISTS = ("items", "allOf", "anyOf", "oneOf")
+_SUBSCHEMAS = ("items", "not", "if", "then", "else", "contains", "propertyNames")
+
+
+def without_false_subschemas(schema: Any) -> Any:
+    """The schema with ``false`` subschemas spelled ``{"not": {}}``.
+
+    jsonschema loses the instance path of an error raised by a ``false``
+    subschema (``properties: {"object": false}`` reports the parent), so the
+    Python validators get this equivalent form; clients get the original.
+    """
+    if schema is False:
+        return copy.deepcopy(FALSE_SCHEMA)
+    if not isinstance(schema, dict):
+        return schema
+    result = dict(schema)
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(schema.get(key), dict):
+            result[key] = {k: without_false_subschemas(v) for k, v in schema[key].items()}
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(schema.get(key), list):
+            result[key] = [without_false_subschemas(v) for v in schema[key]]
+    for key in _SUBSCHEMAS:
+        if isinstance(schema.get(key), dict) or schema.get(key) is False:
+            result[key] = without_false_subschemas(schema[key])
+    return result
 
 
 # --- descriptors ------------------------------------------------------------------------------
@@ -300,7 +329,7 @@ class PlatformRegistry:
         schema = descriptor.messages_schema if kind == "messages" else descriptor.credentials_schema
         if schema is None:
             return None
-        compiled = Draft7Validator(schema, format_checker=FORMAT_CHECKER)
+        compiled = Draft7Validator(without_false_subschemas(schema), format_checker=FORMAT_CHECKER)
         self._validators[key] = compiled
         return compiled
 
@@ -318,7 +347,7 @@ class PlatformRegistry:
         return str(self.payload()["fingerprint"])
 
     def schemas_ack(self, client_fingerprint: object = None) -> JSONDict:
-        """The answer to a ``schemas`` event: the registry, or "unchanged" on a fingerprint match."""
+        """The ``schemas`` ack: the registry, or "unchanged" when the fingerprint matches."""
         fingerprint = self.fingerprint
         if isinstance(client_fingerprint, str) and client_fingerprint == fingerprint:
             return {"fingerprint": fingerprint, "unchanged": True}
