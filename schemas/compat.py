@@ -68,7 +68,8 @@ class _Checker:
         self.reader_names: dict[str, Any] = {}
         _collect(writer, None, self.writer_names)
         _collect(reader, None, self.reader_names)
-        self.seen: set[tuple[str, str]] = set()
+        self.memo: dict[tuple[str, str, str], list[str]] = {}
+        """Results by (reader, writer, path); pre-seeded empty to stop on recursive types."""
 
     @staticmethod
     def _resolve(schema: Any, names: dict[str, Any]) -> Any:
@@ -145,9 +146,10 @@ class _Checker:
             if lost and "default" not in reader:
                 return [f"{path}: enum {r_name} lost symbols {lost} and has no default"]
             return []
-        if (r_name, w_name) in self.seen:
-            return []
-        self.seen.add((r_name, w_name))
+        key = (r_name, w_name, path)
+        if key in self.memo:
+            return self.memo[key]
+        self.memo[key] = []
         out: list[str] = []
         w_fields = {f["name"]: f for f in writer["fields"]}
         matched: set[str] = set()
@@ -167,6 +169,7 @@ class _Checker:
                     f"{path}.{name}: field removed although it had no default "
                     "(readers of the old revision cannot read new data)"
                 )
+        self.memo[key] = out
         return out
 
 
