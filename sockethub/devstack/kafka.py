@@ -66,8 +66,8 @@ def ensure_kafka_libs(version: str = KAFKA_VERSION) -> Path:
     libs = cache_dir() / f"kafka-{version}" / "libs"
     if (libs / _COMPLETE).exists():
         return libs
-    mvn = _require_tool("mvn", "the first start resolves Kafka from Maven Central with Maven")
     java_binary()
+    mvn = _require_tool("mvn", "the first start resolves Kafka from Maven Central with Maven")
     libs.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="libs-", dir=libs.parent))
     log = libs.parent / "maven.log"
