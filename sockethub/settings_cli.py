@@ -38,3 +38,20 @@ def settings_from_args(cls: type[S], args: argparse.Namespace) -> S:
             f"{ENV_PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in err.errors()
         )
         raise StackError(f"invalid settings: {problems}") from None
+
+
+def markdown_rows(cls: type[BaseModel], skip: frozenset[str] = frozenset()) -> list[str]:
+    """The README's configuration table rows for ``cls`` (``python -m sockethub.settings_doc``)."""
+    rows = []
+    for name, info in cls.model_fields.items():
+        if name in skip:
+            continue
+        default: object = info.default
+        if info.default_factory is not None:
+            default = "(per process)"
+        shown = "" if default is None or hasattr(default, "get_secret_value") else f"`{default}`"
+        rows.append(
+            f"| `{ENV_PREFIX}{name.upper()}` | `--{name.replace('_', '-')}` | {shown} "
+            f"| {info.description or ''} |"
+        )
+    return rows

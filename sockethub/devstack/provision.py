@@ -27,9 +27,7 @@ def _have(program: str) -> bool:
 
 def _apt_install(packages: list[str]) -> None:
     if os.geteuid() != 0:
-        raise StackError(
-            f"missing programs; as root run: apt-get install -y {' '.join(packages)}"
-        )
+        raise StackError(f"missing programs; as root run: apt-get install -y {' '.join(packages)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages]):
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
