@@ -5,23 +5,52 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+import socketio
+import structlog
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from gateway.health import Readiness
+from gateway.kafka_bridge import KafkaBridge
+from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings
+from gateway.socket_handlers import ProtocolHandlers, SockethubServer
+from schemas.credentials import CredentialStore
+from schemas.platform_registry import PlatformRegistry
+
+log = structlog.get_logger("gateway")
 
 LANDING = """<!doctype html><html><head><meta charset="utf-8"><title>Sockethub</title></head>
 <body><h1>Sockethub</h1><p>This gateway speaks the Sockethub protocol over Socket.IO at
 <code>{path}</code>.</p></body></html>"""
 
 
-def create_app(settings: GatewaySettings) -> Starlette:
+def create_app(settings: GatewaySettings) -> ASGIApp:
+    """Starlette for HTTP, python-socketio at ``settings.path`` in front of it."""
+    metrics = GatewayMetrics()
+    registry = PlatformRegistry(settings.platform_ids())
     redis = Redis.from_url(settings.redis_url)
-    readiness = Readiness(settings, redis)
+    store = CredentialStore(
+        redis, settings.secret, prefix=settings.topic_prefix, ttl=settings.credentials_ttl
+    )
+    bridge = KafkaBridge(
+        settings, gateway_id=settings.gateway_id, platforms=list(registry.ids()), metrics=metrics
+    )
+    readiness = Readiness(settings, redis, bridge=bridge)
+    sio = SockethubServer(
+        async_mode="asgi",
+        cors_allowed_origins=settings.origins(),
+        max_http_buffer_size=settings.max_payload,
+        always_connect=True,
+        async_handlers=True,
+        logger=False,
+        engineio_logger=False,
+    )
+    handlers = ProtocolHandlers(sio, settings, registry, bridge, store, metrics)
 
     async def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
@@ -30,22 +59,41 @@ def create_app(settings: GatewaySettings) -> Starlette:
         status = await readiness.check()
         return JSONResponse(status, status_code=200 if status["ready"] else 503)
 
+    async def metrics_route(request: Request) -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
     async def landing(request: Request) -> HTMLResponse:
         return HTMLResponse(LANDING.format(path=settings.path))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await bridge.start()
+        log.info(
+            "gateway_started",
+            gateway_id=settings.gateway_id,
+            reply_topic=bridge.reply_topic,
+            platforms=list(registry.ids()),
+            fingerprint=registry.fingerprint,
+        )
         try:
             yield
         finally:
+            await handlers.close()
+            await bridge.stop()
             await readiness.close()
             await redis.aclose()
+            log.info("gateway_stopped", gateway_id=settings.gateway_id)
 
-    return Starlette(
+    http = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics_route),
             Route("/", landing),
         ],
         lifespan=lifespan,
     )
+    app: ASGIApp = socketio.ASGIApp(
+        sio, other_asgi_app=http, socketio_path=settings.path.strip("/")
+    )
+    return app

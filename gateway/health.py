@@ -1,10 +1,11 @@
-"""Liveness and readiness: ``/readyz`` is 200 only while Kafka and Redis answer."""
+"""Liveness and readiness: ``/readyz`` is 200 only while Kafka and Redis answer
+and the reply consumer is in place."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaClient
 from redis.asyncio import Redis
@@ -13,10 +14,18 @@ from schemas.kafka_clients import client_kwargs
 from schemas.settings import CommonSettings
 
 
+class _Startable(Protocol):
+    @property
+    def ready(self) -> bool: ...
+
+
 class Readiness:
-    def __init__(self, settings: CommonSettings, redis: Redis) -> None:
+    def __init__(
+        self, settings: CommonSettings, redis: Redis, *, bridge: _Startable | None = None
+    ) -> None:
         self._settings = settings
         self._redis = redis
+        self._bridge = bridge
         self._kafka: AIOKafkaClient | None = None
 
     async def _kafka_ok(self) -> bool:
@@ -41,7 +50,9 @@ class Readiness:
 
     async def check(self) -> dict[str, Any]:
         kafka, redis = await asyncio.gather(self._kafka_ok(), self._redis_ok())
-        return {"ready": kafka and redis, "kafka": kafka, "redis": redis}
+        replies = self._bridge is None or self._bridge.ready
+        return {"ready": kafka and redis and replies, "kafka": kafka, "redis": redis,
+                "replies": replies}  # fmt: skip
 
     async def close(self) -> None:
         if self._kafka is not None:

@@ -1,0 +1,210 @@
+"""The gateway's Kafka side: produce requests, and read this gateway's own reply topic.
+
+Every gateway instance reads only ``layout.replies(gateway_id)``, so it gets
+the results and platform events of its own sessions and nothing else; the
+runners route each answer with the request's ``reply_route``. The reply
+consumer has no consumer group: it is assigned every partition of its topic
+and starts at the end (a fresh process holds no sessions that could be waiting
+for older records), reading committed records only, because runners answer in
+Kafka transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from gateway.metrics import GatewayMetrics
+from schemas.codec import Codec, CodecError
+from schemas.envelopes import PlatformEvent, Record, Request, Result
+from schemas.kafka_clients import client_kwargs, ensure_topics
+from schemas.settings import CommonSettings
+from schemas.topics import MAX_RECORD_BYTES, TopicLayout
+
+log = structlog.get_logger("gateway.kafka")
+
+EventHandler = Callable[[PlatformEvent], Awaitable[None]]
+
+
+class DeliveryError(Exception):
+    """A request could not be written to Kafka."""
+
+
+class KafkaBridge:
+    def __init__(
+        self,
+        settings: CommonSettings,
+        *,
+        gateway_id: str,
+        platforms: list[str],
+        metrics: GatewayMetrics,
+    ) -> None:
+        self._settings = settings
+        self.layout = TopicLayout(settings)
+        self.reply_topic = self.layout.replies(gateway_id)
+        self._platforms = platforms
+        self._gateway_id = gateway_id
+        self._metrics = metrics
+        self._codec = Codec.from_settings(settings)
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pending: dict[str, asyncio.Future[Result]] = {}
+        self._on_event: EventHandler | None = None
+        self.ready = False
+
+    def on_event(self, handler: EventHandler) -> None:
+        self._on_event = handler
+
+    async def start(self) -> None:
+        await ensure_topics(self._settings, self.layout.specs(self._platforms, [self._gateway_id]))
+        await self._codec.start()
+        kwargs = client_kwargs(self._settings)
+        self._producer = AIOKafkaProducer(
+            **kwargs,
+            acks="all",
+            enable_idempotence=True,
+            max_request_size=MAX_RECORD_BYTES,
+            linger_ms=2,
+        )
+        await self._producer.start()
+        consumer = AIOKafkaConsumer(
+            **kwargs,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=MAX_RECORD_BYTES,
+        )
+        await consumer.start()
+        self._consumer = consumer
+        partitions: set[int] | None = None
+        for _ in range(100):
+            await consumer.topics()
+            partitions = consumer.partitions_for_topic(self.reply_topic)
+            if partitions:
+                break
+            await asyncio.sleep(0.1)
+        if not partitions:
+            raise RuntimeError(f"reply topic {self.reply_topic} has no partitions")
+        assigned = [TopicPartition(self.reply_topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_end(*assigned)
+        for tp in assigned:  # resolve the end offsets now, before any request goes out
+            await consumer.position(tp)
+        self._task = asyncio.create_task(self._consume(), name="gateway-replies")
+        self.ready = True
+        log.info("kafka_bridge_started", reply_topic=self.reply_topic, partitions=len(assigned))
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for future in self._pending.values():
+            if not future.done():
+                future.cancel()
+        self._pending.clear()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+        await self._codec.close()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    # -- producing ---------------------------------------------------------
+
+    async def produce(self, topic: str, record: Record, key: str) -> asyncio.Future[object]:
+        """Queue ``record`` in the producer; the returned future resolves on delivery.
+
+        Awaiting this call keeps records of one caller in order (the producer's
+        accumulator is FIFO per partition and idempotence keeps retries in order).
+        """
+        if self._producer is None:
+            raise DeliveryError("the gateway is not connected to Kafka")
+        try:
+            value, headers = self._codec.encode(record)
+            future: asyncio.Future[object] = await self._producer.send(
+                topic, value, key=key.encode(), headers=headers
+            )
+        except (KafkaError, CodecError) as exc:
+            self._metrics.kafka_errors.inc()
+            log.warning("kafka_produce_failed", topic=topic, error=type(exc).__name__)
+            raise DeliveryError(str(exc)) from exc
+        return future
+
+    async def submit(
+        self, request: Request
+    ) -> tuple[asyncio.Future[Result], asyncio.Future[object]]:
+        """Produce an activity request; return (the result future, the delivery future).
+
+        The result future is registered before producing, so a fast reply never
+        finds nobody waiting. The caller must :meth:`forget` it when done.
+        """
+        waiter: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending[request.activity_id] = waiter
+        try:
+            delivery = await self.produce(
+                self.layout.requests(request.platform), request, request.session_id
+            )
+        except BaseException:
+            self._pending.pop(request.activity_id, None)
+            raise
+        return waiter, delivery
+
+    def forget(self, activity_id: str) -> None:
+        self._pending.pop(activity_id, None)
+
+    # -- consuming ---------------------------------------------------------
+
+    async def _consume(self) -> None:
+        assert self._consumer is not None
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=500, max_records=500)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._metrics.kafka_errors.inc()
+                log.warning("kafka_consume_failed", error=type(exc).__name__, detail=str(exc))
+                await asyncio.sleep(1)
+                continue
+            for records in batches.values():
+                for message in records:
+                    await self._dispatch(message.value, list(message.headers or ()))
+
+    async def _dispatch(self, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        if value is None:
+            return
+        try:
+            record = await self._codec.decode_async(value, headers)
+        except CodecError as exc:
+            self._metrics.kafka_errors.inc()
+            log.warning("reply_decode_failed", topic=self.reply_topic, error=str(exc))
+            return
+        if isinstance(record, Result):
+            waiter = self._pending.pop(record.activity_id, None)
+            if waiter is None:
+                log.info("reply_unclaimed", activity_id=record.activity_id)
+            elif not waiter.done():
+                waiter.set_result(record)
+        elif isinstance(record, PlatformEvent):
+            if self._on_event is not None:
+                try:
+                    await self._on_event(record)
+                except Exception:
+                    log.exception("platform_event_dispatch_failed", platform=record.platform)
+        else:
+            log.warning("reply_topic_unexpected_record", kind=type(record).__name__)

@@ -1,0 +1,58 @@
+"""Prometheus metrics of one gateway process, served at ``/metrics``."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class GatewayMetrics:
+    """Each instance has its own registry, so several apps can live in one process (tests)."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.connections = Gauge(
+            "sockethub_gateway_connections",
+            "Socket.IO sessions currently connected",
+            registry=self.registry,
+        )
+        self.activities = Counter(
+            "sockethub_gateway_activities",
+            "Activities through the gateway; direction in (from clients) or out (to clients)",
+            ["platform", "direction", "outcome"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "sockethub_gateway_request_seconds",
+            "From accepting a client's activity to answering its acknowledgement",
+            ["platform"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.kafka_errors = Counter(
+            "sockethub_gateway_kafka_errors",
+            "Kafka produce, consume and decode failures",
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "sockethub_gateway_rejected",
+            "Events refused by a limit (rate, in-flight bound, connection cap)",
+            ["reason"],
+            registry=self.registry,
+        )
+
+    def activity(self, platform: str, direction: str, outcome: str) -> None:
+        self.activities.labels(platform=platform, direction=direction, outcome=outcome).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

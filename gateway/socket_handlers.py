@@ -1,0 +1,362 @@
+"""The Socket.IO events of the Sockethub protocol (spec section 2).
+
+Every result and error goes back through the event's acknowledgement (the
+handler's return value); platform events go out as ``message`` events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextvars import ContextVar
+from typing import Any
+
+import socketio
+import structlog
+
+from gateway.kafka_bridge import DeliveryError, KafkaBridge
+from gateway.limits import RATE_LIMITED, TOO_MANY_CONNECTIONS, ConnectionCap, RateLimiter, Verdict
+from gateway.metrics import GatewayMetrics
+from gateway.sessions import Session, Sessions
+from gateway.settings import GatewaySettings
+from gateway.shaping import JSONDict, error_ack, error_event, result_ack
+from schemas.credentials import CredentialStore
+from schemas.envelopes import PlatformEvent, Request, RequestKind, Result
+from schemas.platform_registry import PlatformRegistry, canonical_context
+from schemas.validation import (
+    ActivityError,
+    ValidatedActivity,
+    validate_activity_object,
+    validate_credentials,
+    validate_message,
+)
+
+log = structlog.get_logger("gateway.socket")
+
+ACK_WANTED: ContextVar[bool] = ContextVar("ack_wanted", default=True)
+NOT_STORED = "Error: credentials could not be stored"
+NOT_QUEUED = "Error: the request could not be queued for the platform"
+GATEWAY_ID_ACTOR = {"type": "service"}
+
+
+class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
+    """An AsyncServer whose handlers can tell whether the client asked for an ack.
+
+    The ``schemas`` event needs that (without a callback the registry goes out
+    as an event instead). Handlers run as one task each (``async_handlers``),
+    so a context variable set here is private to the event being handled.
+    """
+
+    async def _handle_event_internal(
+        self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
+    ) -> None:
+        ACK_WANTED.set(id is not None)
+        await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+
+
+def client_address(environ: dict[str, Any]) -> str:
+    """The peer address from the ASGI scope (engine.io's REMOTE_ADDR is a placeholder)."""
+    scope = environ.get("asgi.scope") or {}
+    client = scope.get("client")
+    if client:
+        return str(client[0])
+    return str(environ.get("REMOTE_ADDR", "unknown"))
+
+
+class ProtocolHandlers:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        settings: GatewaySettings,
+        registry: PlatformRegistry,
+        bridge: KafkaBridge,
+        store: CredentialStore,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self._sio = sio
+        self._settings = settings
+        self._registry = registry
+        self._bridge = bridge
+        self._store = store
+        self._metrics = metrics
+        self.sessions = Sessions()
+        self._limiter = RateLimiter(settings.rate_limit, settings.rate_block_seconds)
+        self._cap = ConnectionCap(settings.max_connections_per_ip)
+        self._background: set[asyncio.Task[None]] = set()
+        persistent = (registry.get(p) for p in registry.ids())
+        self._persistent = frozenset(d.id for d in persistent if d is not None and d.persistent)
+        sio.on("connect", self.connect)
+        sio.on("disconnect", self.disconnect)
+        sio.on("schemas", self.schemas)
+        sio.on("credentials", self.credentials)
+        sio.on("message", self.message)
+        sio.on("activity-object", self.activity_object)
+        bridge.on_event(self.platform_event)
+
+    # -- connection lifecycle ------------------------------------------------
+
+    async def connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> bool:
+        """``always_connect`` is on: the client is already connected when this runs,
+        so the cap's ``error`` event reaches it before the disconnect."""
+        address = client_address(environ)
+        if not self._cap.acquire(address):
+            self._metrics.rejected.labels(reason="connection_cap").inc()
+            log.warning("connection_refused_cap", address=address)
+            await self._sio.emit("error", error_event(TOO_MANY_CONNECTIONS), to=sid)
+            return False
+        self.sessions.open(sid, address)
+        self._metrics.connections.inc()
+        log.info("session_connected", session_id=sid, address=address)
+        return True
+
+    async def disconnect(self, sid: str, reason: object = None) -> None:
+        session = self.sessions.close(sid)
+        if session is None:
+            return
+        self._cap.release(session.address)
+        self._limiter.forget(sid)
+        self._metrics.connections.dec()
+        log.info("session_disconnected", session_id=sid, reason=str(reason))
+        self._spawn(self._end_session(session))
+
+    async def _end_session(self, session: Session) -> None:
+        for platform in sorted(session.platforms):
+            request = Request(
+                session_id=session.sid,
+                reply_route=self._bridge.reply_topic,
+                platform=platform,
+                verb="session_closed",
+                activity={
+                    "@context": canonical_context(platform),
+                    "type": "session_closed",
+                    "actor": {"id": session.sid, **GATEWAY_ID_ACTOR},
+                },
+                kind=RequestKind.SESSION_CLOSED,
+            )
+            try:
+                await self._bridge.produce(
+                    self._bridge.layout.requests(platform), request, session.sid
+                )
+            except DeliveryError:
+                log.warning("session_closed_not_sent", session_id=session.sid, platform=platform)
+        try:
+            await self._store.end_session(
+                session.sid, self._settings.session_grace, keep_platforms=self._persistent
+            )
+        except Exception as exc:
+            log.warning("credentials_cleanup_failed", session_id=session.sid, error=str(exc))
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        """Finish session clean-ups that are under way (on shutdown)."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=10)
+
+    # -- admission -----------------------------------------------------------
+
+    async def _admit(self, sid: str) -> Session | None:
+        """The session, if this event may proceed under the rate limit."""
+        session = self.sessions.get(sid)
+        if session is None:
+            return None
+        verdict = self._limiter.check(sid)
+        if verdict is Verdict.ALLOW:
+            return session
+        self._metrics.rejected.labels(reason="rate_limit").inc()
+        if verdict is Verdict.BLOCK:
+            log.warning("session_rate_limited", session_id=sid)
+            await self._sio.emit("error", error_event(RATE_LIMITED), to=sid)
+        return None
+
+    def _over_inflight(self, session: Session) -> bool:
+        if session.inflight < self._settings.max_inflight_per_session:
+            return False
+        self._metrics.rejected.labels(reason="inflight").inc()
+        return True
+
+    def _inflight_error(self) -> str:
+        limit = self._settings.max_inflight_per_session
+        return f"Error: too many requests in flight for this session (limit {limit})"
+
+    # -- events ----------------------------------------------------------------
+
+    async def schemas(self, sid: str, *args: object) -> JSONDict | None:
+        if await self._admit(sid) is None:
+            return None
+        if ACK_WANTED.get():
+            return self._registry.schemas_ack(args[0] if args else None)
+        await self._sio.emit("schemas", self._registry.payload(), to=sid)
+        return None
+
+    async def activity_object(
+        self, sid: str, payload: object = None, *_: object
+    ) -> JSONDict | None:
+        session = await self._admit(sid)
+        if session is None:
+            return None
+        try:
+            obj = validate_activity_object(payload)
+        except ActivityError as err:
+            return error_ack(payload, err.message, "g2")
+        session.remember_object(obj)
+        return obj
+
+    async def credentials(self, sid: str, payload: object = None, *_: object) -> JSONDict | None:
+        session = await self._admit(sid)
+        if session is None:
+            return None
+        if self._over_inflight(session):
+            return error_ack(payload, self._inflight_error())
+        session.inflight += 1
+        try:
+            async with session.lock:
+                return await self._store_credentials(session, payload)
+        finally:
+            session.inflight -= 1
+
+    async def _store_credentials(self, session: Session, payload: object) -> JSONDict:
+        try:
+            valid = validate_credentials(
+                payload, self._registry, lookup_object=session.lookup_object
+            )
+        except ActivityError as err:
+            self._metrics.activity("unknown", "in", "invalid")
+            return error_ack(payload, err.message)
+        session.dialect = valid.dialect
+        actor = valid.activity["actor"]
+        try:
+            await self._store.put(session.sid, valid.platform, str(actor["id"]), valid.activity)
+        except Exception as exc:
+            log.error("credentials_store_failed", session_id=session.sid, error=type(exc).__name__)
+            self._metrics.activity(valid.platform, "in", "error")
+            return error_ack(payload, NOT_STORED, valid.dialect)
+        session.platforms.add(valid.platform)
+        self._metrics.activity(valid.platform, "in", "credentials")
+        log.info(
+            "credentials_set", session_id=session.sid, platform=valid.platform, actor=actor["id"]
+        )
+        await self._audit_credentials(session, valid)
+        return result_ack(valid.activity, valid.platform, valid.dialect)
+
+    async def _audit_credentials(self, session: Session, valid: ValidatedActivity) -> None:
+        """Who set credentials for which platform, and when; never the secret."""
+        actor = valid.activity["actor"]
+        redacted = {
+            "@context": valid.activity["@context"],
+            "type": "credentials",
+            "actor": {k: actor[k] for k in ("id", "type", "name") if k in actor},
+            "object": {"type": "credentials"},
+        }
+        record = Request(
+            session_id=session.sid,
+            reply_route=self._bridge.reply_topic,
+            platform=valid.platform,
+            verb="credentials",
+            activity=redacted,
+            correlation_id=valid.correlation_id,
+            kind=RequestKind.CREDENTIALS,
+        )
+        try:
+            await self._bridge.produce(self._bridge.layout.audit(), record, session.sid)
+        except DeliveryError:
+            log.warning("credentials_audit_not_sent", session_id=session.sid)
+
+    async def message(self, sid: str, payload: object = None, *_: object) -> JSONDict | None:
+        session = await self._admit(sid)
+        if session is None:
+            return None
+        if self._over_inflight(session):
+            self._metrics.activity("unknown", "in", "limited")
+            return error_ack(payload, self._inflight_error())
+        session.inflight += 1
+        try:
+            return await self._handle_message(session, payload)
+        finally:
+            session.inflight -= 1
+
+    async def _handle_message(self, session: Session, payload: object) -> JSONDict:
+        started = time.monotonic()
+        async with session.lock:
+            try:
+                valid = validate_message(
+                    payload, self._registry, lookup_object=session.lookup_object
+                )
+            except ActivityError as err:
+                self._metrics.activity("unknown", "in", "invalid")
+                return error_ack(payload, err.message)
+            session.dialect = valid.dialect
+            request = Request(
+                session_id=session.sid,
+                reply_route=self._bridge.reply_topic,
+                platform=valid.platform,
+                verb=valid.verb,
+                activity=valid.activity,
+                correlation_id=valid.correlation_id,
+            )
+            try:
+                waiter, delivery = await self._bridge.submit(request)
+            except DeliveryError:
+                self._metrics.activity(valid.platform, "in", "error")
+                return error_ack(payload, NOT_QUEUED, valid.dialect)
+            session.platforms.add(valid.platform)
+        self._metrics.activity(valid.platform, "in", "accepted")
+        try:
+            outcome, answer = await self._await_result(request, waiter, delivery, payload, valid)
+        finally:
+            self._bridge.forget(request.activity_id)
+        self._metrics.activity(valid.platform, "out", outcome)
+        self._metrics.request_seconds.labels(platform=valid.platform).observe(
+            time.monotonic() - started
+        )
+        return answer
+
+    async def _await_result(
+        self,
+        request: Request,
+        waiter: asyncio.Future[Result],
+        delivery: asyncio.Future[object],
+        payload: object,
+        valid: ValidatedActivity,
+    ) -> tuple[str, JSONDict]:
+        timeout = self._settings.request_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                watched: set[asyncio.Future[Any]] = {waiter, delivery}
+                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+                if not waiter.done() and delivery.exception() is not None:
+                    self._metrics.kafka_errors.inc()
+                    log.warning("request_delivery_failed", activity_id=request.activity_id)
+                    return "error", error_ack(payload, NOT_QUEUED, valid.dialect)
+                result = await waiter
+        except TimeoutError:
+            log.info(
+                "request_timed_out",
+                session_id=request.session_id,
+                platform=request.platform,
+                verb=request.verb,
+                activity_id=request.activity_id,
+            )
+            error = f"Error: request timed out after {timeout:g} seconds"
+            return "timeout", error_ack(payload, error, valid.dialect)
+        outcome = "error" if result.error is not None else "ok"
+        activity = result.activity
+        if result.error is not None and "error" not in activity:
+            activity = {**activity, "error": result.error}
+        return outcome, result_ack(activity, valid.platform, valid.dialect, original=payload)
+
+    async def platform_event(self, event: PlatformEvent) -> None:
+        session = self.sessions.get(event.session_id)
+        if session is None:
+            log.info("platform_event_for_gone_session", session_id=event.session_id)
+            return
+        activity = event.activity
+        if event.error is not None and "error" not in activity:
+            activity = {**activity, "error": event.error}
+        self._metrics.activity(event.platform, "out", "event")
+        await self._sio.emit(
+            "message", result_ack(activity, event.platform, session.dialect), to=event.session_id
+        )
