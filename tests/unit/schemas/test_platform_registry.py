@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from schemas import platform_registry
 from schemas.platform_registry import (
     AS_CONTEXT_URL,
     BUILTIN_PLATFORMS,
@@ -60,7 +59,7 @@ def use_entry_points(monkeypatch: pytest.MonkeyPatch, **targets: str) -> None:
     def entry_points(*, group: str) -> list[metadata.EntryPoint]:
         return [point for point in points if point.group == group]
 
-    monkeypatch.setattr(platform_registry.metadata, "entry_points", entry_points)
+    monkeypatch.setattr(metadata, "entry_points", entry_points)
 
 
 def test_payload_shape() -> None:

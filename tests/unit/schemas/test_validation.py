@@ -32,7 +32,7 @@ REGISTRY = PlatformRegistry(BUILTIN_PLATFORMS, server_version="1.2.3")
 PERSON = {"id": "alice@irc.example.org", "type": "person"}
 
 
-def activity(platform: str = "dummy", verb: str = "echo", **fields: Any) -> dict[str, Any]:
+def activity(platform: str = "dummy", verb: Any = "echo", **fields: Any) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "@context": canonical_context(platform),
         "type": verb,
@@ -40,6 +40,10 @@ def activity(platform: str = "dummy", verb: str = "echo", **fields: Any) -> dict
     }
     payload.update(fields)
     return payload
+
+
+def with_context(context: list[str], **fields: Any) -> dict[str, Any]:
+    return {**activity(**fields), "@context": context}
 
 
 def message_error(payload: object) -> str:
@@ -83,7 +87,7 @@ def test_no_actor() -> None:
 
 def test_unregistered_platform_url() -> None:
     url = "https://sockethub.org/ns/context/platform/foobar111/v1.jsonld"
-    payload = activity(**{"@context": [AS_CONTEXT_URL, SOCKETHUB_CONTEXT_URL, url]})
+    payload = with_context([AS_CONTEXT_URL, SOCKETHUB_CONTEXT_URL, url])
     assert message_error(payload) == (
         "platform context URL not registered with this Sockethub instance. "
         f"Unregistered platform @context value: {url}"
@@ -91,7 +95,7 @@ def test_unregistered_platform_url() -> None:
 
 
 def test_only_base_contexts() -> None:
-    payload = activity(**{"@context": [AS_CONTEXT_URL, SOCKETHUB_CONTEXT_URL]})
+    payload = with_context([AS_CONTEXT_URL, SOCKETHUB_CONTEXT_URL])
     assert message_error(payload) == (
         "platform context URL not registered with this Sockethub instance. "
         "No platform @context values were provided."
@@ -100,7 +104,7 @@ def test_only_base_contexts() -> None:
 
 def test_two_platform_contexts() -> None:
     urls = [context_url("dummy"), context_url("irc")]
-    payload = activity(**{"@context": [AS_CONTEXT_URL, SOCKETHUB_CONTEXT_URL, *urls]})
+    payload = with_context([AS_CONTEXT_URL, SOCKETHUB_CONTEXT_URL, *urls])
     assert message_error(payload) == (
         "platform context URL not registered with this Sockethub instance. "
         f"Multiple platform @context values were provided: {urls[0]}, {urls[1]}."
@@ -249,7 +253,7 @@ def test_context_checked_before_type() -> None:
             "message, address, topic, attendance",
         ),
         (
-            activity(**{"@context": [*canonical_context("dummy"), AS_CONTEXT_URL]}),
+            with_context([*canonical_context("dummy"), AS_CONTEXT_URL]),
             "[dummy] /@context: must NOT have more than 3 items",
         ),
     ],
