@@ -62,6 +62,13 @@ class KafkaBridge:
         self._on_event = handler
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await ensure_topics(self._settings, self.layout.specs(self._platforms, [self._gateway_id]))
         await self._codec.start()
         kwargs = client_kwargs(self._settings)
@@ -84,13 +91,8 @@ class KafkaBridge:
         )
         await consumer.start()
         self._consumer = consumer
-        partitions: set[int] | None = None
-        for _ in range(100):
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(self.reply_topic)
-            if partitions:
-                break
-            await asyncio.sleep(0.1)
+        # The producer's metadata call waits for the (possibly just created) topic.
+        partitions = await self._producer.partitions_for(self.reply_topic)
         if not partitions:
             raise RuntimeError(f"reply topic {self.reply_topic} has no partitions")
         assigned = [TopicPartition(self.reply_topic, p) for p in sorted(partitions)]

@@ -18,6 +18,8 @@ def serve(settings: GatewaySettings) -> None:
         log_level="warning",
         access_log=False,
         lifespan="on",
-        ws="websockets",
+        ws="websockets-sansio",
+        # engine.io does not bound websocket frames under ASGI: the server does.
+        ws_max_size=settings.max_payload,
     )
     uvicorn.Server(config).run()
