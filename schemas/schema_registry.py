@@ -54,13 +54,17 @@ class SchemaRegistryClient:
         url: str,
         *,
         http: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 10.0,
     ) -> None:
+        """Credentials in ``url`` (``https://user:pass@host``) become basic auth and
+        never appear in messages. ``transport`` is for tests (httpx.MockTransport)."""
         base, auth, self._display_url = _split_credentials(url)
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
             base_url=base,
             auth=auth,
+            transport=transport,
             timeout=timeout,
             headers={"Accept": _CONTENT_TYPE},
         )
