@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from gateway.settings import GatewaySettings
 from platform_runners.settings import RunnerSettings
+from schemas.settings import CommonSettings
 from sockethub.devstack.errors import StackError
 from sockethub.settings_cli import add_settings_flags, settings_from_args
 
@@ -34,9 +36,32 @@ def _parser() -> argparse.ArgumentParser:
     runner.add_argument("--platform", required=True, help="the platform to run")
     add_settings_flags(runner, RunnerSettings)
 
+    replay = sub.add_parser("replay", help="print a session's, actor's or platform's history")
+    replay.add_argument("--session", help="only this session id")
+    replay.add_argument("--actor", help="only activities with this actor or target id")
+    replay.add_argument("--platform", help="only this platform")
+    replay.add_argument(
+        "--type", dest="types", action="append", choices=["request", "result", "event",
+        "credentials"], help="only these record types (repeatable)",
+    )  # fmt: skip
+    replay.add_argument("--since", type=_timestamp, help="ISO 8601 time, inclusive")
+    replay.add_argument("--until", type=_timestamp, help="ISO 8601 time, inclusive")
+    replay.add_argument("--format", choices=["table", "json"], default="table")
+    replay.add_argument("--follow", action="store_true", help="keep printing new records")
+    replay.add_argument("--to-topic", help="re-drive the selected requests into this topic")
+    add_settings_flags(replay, CommonSettings)
+
     runners = sub.add_parser("runners", help="supervise one runner process per enabled platform")
     add_settings_flags(runners, RunnerSettings)
     return parser
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,6 +98,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from platform_runners.process import run_runner
 
         return run_runner(settings_from_args(RunnerSettings, args), args.platform)
+    if args.command == "replay":
+        from sockethub.replay import RECORD_TYPES, Filters, run
+
+        filters = Filters(
+            session=args.session, actor=args.actor, platform=args.platform,
+            types=frozenset(args.types or RECORD_TYPES), since=args.since, until=args.until,
+        )  # fmt: skip
+        return run(settings_from_args(CommonSettings, args), filters, fmt=args.format,
+                   follow=args.follow, to_topic=args.to_topic)  # fmt: skip
     if args.command == "runners":
         from sockethub.dev import run_runners
 

@@ -1,0 +1,395 @@
+"""``sockethub replay``: a session's, actor's or platform's history, read from the log.
+
+Requests, results and platform events (and the redacted credentials records)
+are read from every request, reply and audit topic of one topic prefix, with
+``read_committed`` isolation, filtered, and printed in time order. It never
+writes unless ``--to-topic`` is given, and then only re-drives the selected
+requests into that topic, for a dry run against a test deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from schemas.codec import Codec, CodecError, MissingKeyError
+from schemas.envelopes import PlatformEvent, Record, Request, RequestKind, Result
+from schemas.kafka_clients import client_kwargs
+from schemas.settings import CommonSettings
+from schemas.topics import TopicLayout
+
+RecordType = Literal["request", "result", "event", "credentials"]
+RECORD_TYPES: tuple[RecordType, ...] = ("request", "result", "event", "credentials")
+
+
+@dataclass(frozen=True)
+class Filters:
+    session: str | None = None
+    actor: str | None = None
+    platform: str | None = None
+    types: frozenset[str] = frozenset(RECORD_TYPES)
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, entry: Entry) -> bool:
+        if self.session is not None and entry.session_id != self.session:
+            return False
+        if entry.problem is not None:
+            # Unreadable without its key: its type, platform and actor are unknown, so it
+            # is shown wherever its session (the record key) and time fit.
+            return self._fits_time(entry)
+        if self.platform is not None and entry.platform != self.platform:
+            return False
+        if entry.type not in self.types:
+            return False
+        if not self._fits_time(entry):
+            return False
+        return self.actor is None or self.actor in entry.actor_ids()
+
+    def _fits_time(self, entry: Entry) -> bool:
+        if self.since is not None and entry.when < self.since:
+            return False
+        return self.until is None or entry.when <= self.until
+
+
+@dataclass
+class Entry:
+    """One log record as the replay tool shows it."""
+
+    topic: str
+    partition: int
+    offset: int
+    when: datetime
+    type: str
+    session_id: str | None
+    platform: str | None
+    verb: str | None
+    record_id: str | None
+    activity: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    correlation_id: str | None = None
+    record: Record | None = None
+    problem: str | None = None
+    """Why the record could not be read (a missing key), instead of its content."""
+
+    def actor_ids(self) -> set[str]:
+        ids = set()
+        for role in ("actor", "target"):
+            value = self.activity.get(role)
+            if isinstance(value, dict) and isinstance(value.get("id"), str):
+                ids.add(value["id"])
+        return ids
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "time": self.when.isoformat(),
+            "type": self.type,
+            "session_id": self.session_id,
+            "platform": self.platform,
+            "verb": self.verb,
+            "id": self.record_id,
+            "correlation_id": self.correlation_id,
+            "activity": self.activity or None,
+            "error": self.error,
+            "problem": self.problem,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+        }
+
+
+def entry_from(record: Record, topic: str, partition: int, offset: int) -> Entry:
+    if isinstance(record, Request):
+        kind = "credentials" if record.kind is RequestKind.CREDENTIALS else "request"
+        if record.kind is RequestKind.SESSION_CLOSED:
+            kind = "request"
+        return Entry(
+            topic,
+            partition,
+            offset,
+            record.created_at,
+            kind,
+            record.session_id,
+            record.platform,
+            record.verb,
+            record.activity_id,
+            record.activity,
+            None,
+            record.correlation_id,
+            record,
+        )
+    if isinstance(record, Result):
+        return Entry(
+            topic,
+            partition,
+            offset,
+            record.completed_at,
+            "result",
+            record.session_id,
+            record.platform,
+            record.verb,
+            record.activity_id,
+            record.activity,
+            record.error,
+            record.correlation_id,
+            record,
+        )
+    assert isinstance(record, PlatformEvent)
+    return Entry(
+        topic,
+        partition,
+        offset,
+        record.created_at,
+        "event",
+        record.session_id,
+        record.platform,
+        record.verb,
+        record.event_id,
+        record.activity,
+        record.error,
+        None,
+        record,
+    )
+
+
+def log_topics(layout: TopicLayout, existing: Iterable[str], platform: str | None) -> list[str]:
+    """The request, reply and audit topics of this prefix (one platform's requests only,
+    when filtering by platform)."""
+    prefix = re.escape(layout.prefix)
+    requests = re.compile(rf"^{prefix}\.requests\.(?P<platform>.+)$")
+    replies = re.compile(layout.reply_pattern())
+    chosen = []
+    for name in sorted(existing):
+        match = requests.match(name)
+        if match is not None:
+            if platform is None or match.group("platform") == platform:
+                chosen.append(name)
+        elif replies.match(name) or name == layout.audit():
+            chosen.append(name)
+    return chosen
+
+
+class Replayer:
+    def __init__(self, settings: CommonSettings, filters: Filters) -> None:
+        self.settings = settings
+        self.filters = filters
+        self.layout = TopicLayout(settings)
+        self.codec = Codec.from_settings(settings)
+        self.missing_keys: set[str] = set()
+        self.undecodable = 0
+
+    def _decode(self, msg: Any) -> Entry | None:
+        when = datetime.fromtimestamp(msg.timestamp / 1000, UTC)
+        try:
+            record = self.codec.decode(msg.value, msg.headers)
+        except MissingKeyError as err:
+            self.missing_keys.add(err.key_id)
+            headers = {k: v.decode(errors="replace") for k, v in msg.headers or ()}
+            problem = f"payload sealed with key {err.key_id!r}, not in the key ring"
+            return Entry(
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                when,
+                "sealed",
+                msg.key.decode(errors="replace") if msg.key else None,
+                None,
+                None,
+                None,
+                correlation_id=headers.get("sockethub-correlation-id"),
+                problem=problem,
+            )
+        except CodecError:
+            self.undecodable += 1
+            return None
+        return entry_from(record, msg.topic, msg.partition, msg.offset)
+
+    async def entries(self, *, follow: bool = False) -> AsyncIterator[Entry]:
+        """Matching entries: everything present now in time order, then (``follow``) new ones
+        as they arrive."""
+        await self.codec.start()
+        consumer = AIOKafkaConsumer(
+            **client_kwargs(self.settings),
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            parts = await self._partitions()
+            if not parts:
+                return
+            consumer.assign(parts)
+            await self._seek_to_since(consumer, parts)
+            ends = await consumer.end_offsets(parts)
+            backlog: list[Entry] = []
+            remaining = {tp for tp in parts if ends[tp] > await consumer.position(tp)}
+            while remaining:
+                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                for messages in batch.values():
+                    for msg in messages:
+                        entry = self._decode(msg)
+                        if entry is not None and self.filters.matches(entry):
+                            backlog.append(entry)
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+            backlog.sort(key=lambda e: (e.when, e.topic, e.partition, e.offset))
+            for entry in backlog:
+                yield entry
+            while follow:
+                batch = await consumer.getmany(timeout_ms=1000)
+                fresh = [
+                    e
+                    for messages in batch.values()
+                    for e in map(self._decode, messages)
+                    if e is not None and self.filters.matches(e)
+                ]
+                for entry in sorted(fresh, key=lambda e: e.when):
+                    yield entry
+        finally:
+            await consumer.stop()
+            await self.codec.close()
+
+    async def _partitions(self) -> list[TopicPartition]:
+        admin = AIOKafkaAdminClient(**client_kwargs(self.settings))
+        await admin.start()
+        try:
+            topics = log_topics(self.layout, await admin.list_topics(), self.filters.platform)
+            described = await admin.describe_topics(topics) if topics else []
+        finally:
+            await admin.close()
+        return [
+            TopicPartition(topic["topic"], part["partition"])
+            for topic in described
+            for part in sorted(topic["partitions"], key=lambda p: int(p["partition"]))
+        ]
+
+    async def _seek_to_since(self, consumer: AIOKafkaConsumer, parts: list[TopicPartition]) -> None:
+        if self.filters.since is None:
+            await consumer.seek_to_beginning(*parts)
+            return
+        # Records are stamped when produced, which is no earlier than their created_at:
+        # starting at the first record stamped at or after `since` skips nothing wanted.
+        stamp = int(self.filters.since.timestamp() * 1000)
+        found = await consumer.offsets_for_times(dict.fromkeys(parts, stamp))
+        ends = await consumer.end_offsets(parts)
+        for tp in parts:
+            hit = found.get(tp)
+            consumer.seek(tp, hit.offset if hit is not None else ends[tp])
+
+
+COLUMNS = (
+    ("time", 23),
+    ("type", 11),
+    ("session", 20),
+    ("platform", 9),
+    ("verb", 10),
+    ("actor", 24),
+    ("target", 24),
+    ("content/error", 0),
+)
+
+
+def _field(activity: dict[str, Any], role: str) -> dict[str, Any]:
+    value = activity.get(role)
+    return value if isinstance(value, dict) else {}
+
+
+def _row(cells: list[str]) -> str:
+    return "  ".join(
+        cell[:width].ljust(width) if width else cell
+        for cell, (_, width) in zip(cells, COLUMNS, strict=True)
+    )
+
+
+TABLE_HEADER = _row([name for name, _ in COLUMNS])
+
+
+def format_row(entry: Entry) -> str:
+    obj = _field(entry.activity, "object")
+    summary = entry.problem or entry.error or obj.get("content") or obj.get("type") or ""
+    if not isinstance(summary, str):
+        summary = orjson.dumps(summary).decode()
+    return _row(
+        [
+            entry.when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+            entry.type,
+            entry.session_id or "-",
+            entry.platform or "-",
+            entry.verb or "-",
+            str(_field(entry.activity, "actor").get("id", "-")),
+            str(_field(entry.activity, "target").get("id", "-")),
+            summary.replace("\n", " ")[:80],
+        ]
+    )
+
+
+async def replay(
+    settings: CommonSettings,
+    filters: Filters,
+    *,
+    fmt: Literal["table", "json"] = "table",
+    follow: bool = False,
+    to_topic: str | None = None,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    replayer = Replayer(settings, filters)
+    producer: AIOKafkaProducer | None = None
+    if to_topic is not None:
+        producer = AIOKafkaProducer(**client_kwargs(settings), acks="all", enable_idempotence=True)
+        await producer.start()
+    shown = redriven = 0
+    try:
+        if fmt == "table":
+            print(TABLE_HEADER, file=out)
+        async for entry in replayer.entries(follow=follow):
+            shown += 1
+            if fmt == "json":
+                out.write(orjson.dumps(entry.as_json()).decode() + "\n")
+            else:
+                print(format_row(entry), file=out)
+            out.flush()
+            if (
+                producer is not None
+                and isinstance(entry.record, Request)
+                and entry.type == "request"
+            ):
+                value, headers = replayer.codec.encode(entry.record)
+                key = entry.record.session_id.encode()
+                await producer.send_and_wait(to_topic or "", value, key=key, headers=headers)
+                redriven += 1
+    finally:
+        if producer is not None:
+            await producer.stop()
+    if replayer.missing_keys:
+        ids = ", ".join(sorted(replayer.missing_keys))
+        print(
+            f"sockethub replay: some payloads are sealed with keys not in SOCKETHUB_LOG_KEYS: "
+            f"{ids}",
+            file=err,
+        )
+    if replayer.undecodable:
+        print(
+            f"sockethub replay: {replayer.undecodable} records were not sockethub records", file=err
+        )
+    tail = f", {redriven} requests re-driven into {to_topic}" if producer else ""
+    print(f"sockethub replay: {shown} records{tail}", file=err)
+    return 0
+
+
+def run(settings: CommonSettings, filters: Filters, **kwargs: Any) -> int:
+    try:
+        return asyncio.run(replay(settings, filters, **kwargs))
+    except KeyboardInterrupt:
+        return 0
