@@ -100,7 +100,7 @@ def _feed_actor(feed_url: str, meta: Any) -> JSONDict:
     language = _text(meta.get("language"))
     if language:
         actor["language"] = language
-    author = _text(meta.get("author"))
+    author = _text((meta.get("author_detail") or {}).get("name")) or _text(meta.get("author"))
     if author:
         actor["author"] = author
     categories = [_text(t.get("term")) for t in meta.get("tags") or [] if _text(t.get("term"))]
@@ -113,7 +113,9 @@ def _entry_object(entry: Any, actor: JSONDict) -> JSONDict:
     summary = _text(entry.get("summary"))
     contents = [c for c in entry.get("content") or [] if _text(c.get("value"))]
     content = _text(contents[0].get("value")) if contents else summary
-    datenum = _ms(entry.get("published_parsed")) or _ms(entry.get("updated_parsed"))
+    # dict.get: feedparser's own get() maps updated_parsed to published_parsed, with a warning
+    updated = _ms(dict.get(entry, "updated_parsed"))
+    datenum = _ms(dict.get(entry, "published_parsed")) or updated
     link = _text(entry.get("link"))
     obj: JSONDict = {
         "type": "article" if len(content) > MAX_NOTE_LENGTH else "note",
@@ -126,7 +128,6 @@ def _entry_object(entry: Any, actor: JSONDict) -> JSONDict:
     }
     if datenum:
         obj["published"] = _iso(datenum)
-        updated = _ms(entry.get("updated_parsed"))
         if updated and updated != datenum:
             obj["updated"] = _iso(updated)
     if contents and summary and summary != content:
@@ -174,8 +175,8 @@ def parse_feed(
     parsed = feedparser.parse(io.BytesIO(body), response_headers=headers)
     entries = list(parsed.get("entries") or [])
     meta = parsed.get("feed") or {}
-    if parsed.get("bozo") and not entries and not parsed.get("version") and not meta.get("title"):
-        reason = parsed.get("bozo_exception")
+    if not entries and not parsed.get("version") and not meta.get("title"):
+        reason = parsed.get("bozo_exception") if parsed.get("bozo") else None
         raise FeedParseError(f"unable to parse feed {feed_url}: {reason or 'not a feed'}")
     actor = _feed_actor(feed_url, meta)
     objects = [_entry_object(entry, actor) for entry in entries]

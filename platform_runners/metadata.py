@@ -134,11 +134,8 @@ class _PageParser(HTMLParser):
 def _int(value: str | None) -> int | None:
     if value is None:
         return None
-    try:
-        number = int(float(value.strip()))
-    except (ValueError, OverflowError):
-        return None
-    return number if number >= 0 else None
+    match = re.match(r"\s*(\d{1,9})(?:\.\d*)?\s*(?:px)?\s*$", value)
+    return int(match.group(1)) if match else None
 
 
 def _images(meta: list[tuple[str, str]], base: str) -> list[JSONDict]:
