@@ -24,6 +24,32 @@ class RunnerSettings(CommonSettings):
         "", description="CIDRs that feeds/metadata may fetch from although they are not public"
     )
     greeting: str = Field("Hello", description="The dummy platform's greeting")
+    instance: str = Field(
+        "0",
+        pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        description=(
+            "This runner's instance name, unique among the runners of one platform and stable "
+            "across its restarts (it names the Kafka transactional id)"
+        ),
+    )
+    job_timeout: float = Field(
+        300.0, gt=0, description="Seconds a handler may run before the runner gives up on it"
+    )
+    shutdown_grace: float = Field(
+        10.0, ge=0, description="Seconds to finish in-flight requests on SIGTERM or a rebalance"
+    )
+    transient_retries: int = Field(
+        3, ge=0, description="Retries (with backoff) of a handler that raised TransientError"
+    )
+    max_buffered: int = Field(
+        1000, ge=1, description="Requests fetched but not finished before fetching pauses"
+    )
+    session_timeout_ms: int = Field(
+        10000, ge=6000, description="Kafka consumer group session timeout"
+    )
+    metrics_port: int | None = Field(
+        None, description="Serve Prometheus metrics on this port (127.0.0.1) when set"
+    )
 
     def platform_ids(self) -> list[str]:
         return [p.strip() for p in self.platforms.split(",") if p.strip()]

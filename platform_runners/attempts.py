@@ -1,0 +1,78 @@
+"""Per-request attempt counters and the last crash's exit code, kept in Redis.
+
+The counter is incremented *before* a request is handled, so a request that
+kills the process is seen again with a count above one: that is how a crash
+(and, after ``max_attempts``, a poison message) is recognised. A request given
+up gracefully (shutdown, rebalance) has its count taken back; a request whose
+answer is committed is marked done, so a late redelivery is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis
+from redis.asyncio import Redis
+
+DONE = -(10**9)
+"""A done request's counter: any increment of it stays negative."""
+COUNTER_TTL_S = 24 * 3600
+EXIT_TTL_S = 3600
+
+
+def exit_key(prefix: str, platform: str) -> str:
+    return f"{prefix}:runner:{platform}:last-exit"
+
+
+class Attempts:
+    def __init__(self, client: Redis, prefix: str, platform: str) -> None:
+        self._redis = client
+        self._prefix = f"{prefix}:runner:{platform}:attempts:"
+        self._exit_key = exit_key(prefix, platform)
+
+    def _key(self, activity_id: str) -> str:
+        return self._prefix + activity_id
+
+    async def begin(self, activity_id: str) -> int:
+        """Count one more attempt; a negative result means the request was answered already."""
+        key = self._key(activity_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, COUNTER_TTL_S)
+            count, _ = await pipe.execute()
+        return int(count)
+
+    async def abandon(self, activity_ids: Iterable[str]) -> None:
+        """Take back attempts that ended without a crash (shutdown, rebalance, timeout)."""
+        keys = [self._key(a) for a in activity_ids]
+        if not keys:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.decr(key)
+            await pipe.execute()
+
+    async def done(self, activity_ids: Iterable[str]) -> None:
+        keys = [self._key(a) for a in activity_ids]
+        if not keys:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(key, DONE, ex=COUNTER_TTL_S)
+            await pipe.execute()
+
+    async def last_exit_code(self) -> str:
+        """The exit code the supervisor recorded for this platform's last crash."""
+        value = await self._redis.get(self._exit_key)
+        if value is None:
+            return "unknown"
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def record_exit(redis_url: str, prefix: str, platform: str, code: int) -> None:
+    """Called by the supervisor (synchronous) when a runner process exits."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.set(exit_key(prefix, platform), str(code), ex=EXIT_TTL_S)
+    finally:
+        client.close()

@@ -1,0 +1,170 @@
+"""Writes answers and commits offsets: in one Kafka transaction, or ack-then-commit.
+
+Finished requests accumulate here; a flush sends their records and the
+partitions' commit points together. Transactional mode (the default) makes
+answers exactly-once: records and offsets become visible atomically to
+``read_committed`` readers. Without transactions the producer is idempotent
+and offsets are committed after the records are acknowledged (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+from platform_runners import metrics
+from platform_runners.attempts import Attempts
+from platform_runners.offsets import PartitionTracker
+
+log = structlog.get_logger("platform_runners.committer")
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Completion:
+    """One consumed record's outcome: what to send, which offset it frees."""
+
+    tp: TopicPartition | None
+    offset: int | None
+    records: list[Outgoing]
+    activity_id: str | None = None
+    """Set when the request was counted in Redis: marked done once committed."""
+
+
+class CommitError(RuntimeError):
+    """A transaction or commit failed: the runner must restart (its state is unknown)."""
+
+
+class Committer:
+    def __init__(
+        self,
+        *,
+        platform: str,
+        producer: AIOKafkaProducer,
+        consumer: AIOKafkaConsumer,
+        group_id: str,
+        transactional: bool,
+        trackers: dict[TopicPartition, PartitionTracker],
+        attempts: Attempts,
+        linger_s: float = 0.005,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self._platform = platform
+        self._producer = producer
+        self._consumer = consumer
+        self._group_id = group_id
+        self._transactional = transactional
+        self._trackers = trackers
+        self._attempts = attempts
+        self._linger_s = linger_s
+        self._pending: list[Completion] = []
+        self._dirty = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._on_commit = on_commit
+
+    def add(self, completion: Completion) -> None:
+        self._pending.append(completion)
+        self._dirty.set()
+
+    def touch(self) -> None:
+        """Offsets moved without a completion (skipped records): commit them soon."""
+        self._dirty.set()
+
+    async def run(self) -> None:
+        """Flush whenever something is pending, batching what arrives meanwhile."""
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(self._linger_s)
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self._lock:
+            self._dirty.clear()
+            batch, self._pending = self._pending, []
+            records: list[Outgoing] = []
+            done_ids: list[str] = []
+            for item in batch:
+                if item.tp is not None:
+                    tracker = self._trackers.get(item.tp)
+                    if tracker is None:
+                        continue  # partition revoked meanwhile: the new owner answers it
+                    if item.offset is not None:
+                        tracker.finished(item.offset)
+                records.extend(item.records)
+                if item.activity_id is not None:
+                    done_ids.append(item.activity_id)
+            points: dict[TopicPartition, tuple[int, str]] = {}
+            for tp, tracker in self._trackers.items():
+                point = tracker.commit_point()
+                if point is not None:
+                    points[tp] = point
+            if not records and not points:
+                return
+            offsets = {tp: OffsetAndMetadata(o, m) for tp, (o, m) in points.items()}
+            try:
+                if self._transactional:
+                    await self._commit_transaction(records, offsets)
+                else:
+                    await self._commit_after_acks(records, offsets)
+            except (CommitFailedError, IllegalStateError) as exc:
+                if self._transactional:
+                    raise CommitError(f"transaction failed: {exc!r}") from exc
+                log.warning("runner.commit.failed", error=repr(exc))
+                return
+            except Exception as exc:
+                raise CommitError(f"commit failed: {exc!r}") from exc
+            for tp, point in points.items():
+                tracker = self._trackers.get(tp)
+                if tracker is not None:
+                    tracker.committed(point)
+            metrics.COMMITS.labels(self._platform).inc()
+            if self._on_commit is not None:
+                self._on_commit(len(records))
+        if done_ids:
+            try:
+                await self._attempts.done(done_ids)
+            except Exception as exc:  # the Kafka commit is what counts; this is a second line
+                log.warning("runner.attempts.mark_done_failed", error=repr(exc))
+
+    async def _send_all(self, records: list[Outgoing]) -> list[asyncio.Future[object]]:
+        return [
+            await self._producer.send(r.topic, r.value, key=r.key, headers=r.headers)
+            for r in records
+        ]
+
+    async def _commit_transaction(
+        self, records: list[Outgoing], offsets: dict[TopicPartition, OffsetAndMetadata]
+    ) -> None:
+        await self._producer.begin_transaction()
+        try:
+            await self._send_all(records)
+            if offsets:
+                await self._producer.send_offsets_to_transaction(offsets, self._group_id)
+        except BaseException:
+            await asyncio.shield(self._producer.abort_transaction())
+            raise
+        await self._producer.commit_transaction()
+
+    async def _commit_after_acks(
+        self, records: list[Outgoing], offsets: dict[TopicPartition, OffsetAndMetadata]
+    ) -> None:
+        futures = await self._send_all(records)
+        if futures:
+            await asyncio.gather(*futures)
+        owned = self._consumer.assignment()
+        mine = {tp: om for tp, om in offsets.items() if tp in owned}
+        if mine:
+            await self._consumer.commit(mine)

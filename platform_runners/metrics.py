@@ -1,0 +1,31 @@
+"""Prometheus metrics of a runner process (served when ``metrics_port`` is set)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+REQUESTS = Counter(
+    "sockethub_runner_requests_total",
+    "Requests finished by a runner, by outcome",
+    ["platform", "outcome"],
+)
+"""outcome: ok, error, skipped (answered before), dead_letter, abandoned, timeout, control."""
+HANDLE_SECONDS = Histogram(
+    "sockethub_runner_handle_seconds", "Time in a platform handler", ["platform", "verb"]
+)
+COMMITS = Counter(
+    "sockethub_runner_commits_total",
+    "Offset commits (transactions when transactional)",
+    ["platform"],
+)
+CRASHES_SEEN = Counter(
+    "sockethub_runner_redeliveries_total",
+    "Requests seen again after an earlier attempt ended the process",
+    ["platform"],
+)
+IN_FLIGHT = Gauge("sockethub_runner_in_flight", "Requests queued or running", ["platform"])
+
+
+def serve(port: int | None, host: str = "127.0.0.1") -> None:
+    if port is not None:
+        start_http_server(port, addr=host)

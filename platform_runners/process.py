@@ -1,0 +1,71 @@
+"""``sockethub runner --platform NAME``: one platform's runner as an OS process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import structlog
+
+from platform_runners import metrics
+from platform_runners.committer import CommitError
+from platform_runners.platform import PlatformFactory
+from platform_runners.registry import UnknownPlatform, load_platform
+from platform_runners.runner import Runner
+from platform_runners.settings import RunnerSettings
+from schemas.kafka_clients import TopicSetupError, ensure_topics
+from schemas.observability import configure_logging
+from schemas.platform_registry import PlatformDescriptor, PlatformRegistry
+from schemas.topics import TopicLayout
+
+log = structlog.get_logger("platform_runners.process")
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_USAGE = 2
+
+
+def run_runner(settings: RunnerSettings, platform: str) -> int:
+    """Run until SIGTERM/SIGINT (exit 0, offsets committed) or a fatal error (exit 1)."""
+    configure_logging(settings, process=f"runner:{platform}")
+    try:
+        factory = load_platform(platform)
+        descriptor = PlatformRegistry([platform]).get(platform)
+    except (UnknownPlatform, ValueError) as exc:
+        print(f"sockethub runner: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    assert descriptor is not None
+    metrics.serve(settings.metrics_port)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        return asyncio.run(_main(settings, factory, descriptor))
+    return int(uvloop.run(_main(settings, factory, descriptor)))
+
+
+async def _main(
+    settings: RunnerSettings, factory: PlatformFactory, descriptor: PlatformDescriptor
+) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await ensure_topics(settings, TopicLayout(settings).specs([descriptor.id]))
+    except TopicSetupError as exc:
+        log.error("runner.topics.failed", error=str(exc))
+        return EXIT_FATAL
+    runner = Runner(settings, factory, descriptor)
+    try:
+        await runner.start()
+        await runner.run(stop)
+    except CommitError as exc:
+        log.error("runner.fatal", error=str(exc))
+        return EXIT_FATAL
+    except Exception as exc:
+        log.exception("runner.fatal", error=repr(exc))
+        return EXIT_FATAL
+    finally:
+        await runner.close()
+    return EXIT_OK

@@ -1,0 +1,577 @@
+"""One platform's runner: consume requests, run handlers in key-ordered lanes, answer.
+
+Flow: the consumer (group ``<prefix>.runners.<platform>``, ``read_committed``, no
+auto commit) fetches requests; each goes to its session's lane; a lane runs the
+platform handler and hands the answer to the :class:`Committer`, which writes
+answers and offsets together. Crash accounting lives in :mod:`attempts`: a
+request seen again after it (or its neighbours) ended the process is announced
+to its session, retried alone, and dead-lettered after ``max_attempts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.structs import TopicPartition
+from redis.asyncio import Redis
+
+from platform_runners import metrics
+from platform_runners.attempts import Attempts
+from platform_runners.committer import Committer, Completion, Outgoing
+from platform_runners.lanes import Gate, Lanes
+from platform_runners.offsets import PAUSE_METADATA_CHARS, PartitionTracker
+from platform_runners.platform import (
+    Context,
+    CredentialLookup,
+    PlatformFactory,
+    TransientError,
+    describe,
+)
+from platform_runners.settings import RunnerSettings
+from schemas.codec import Codec, CodecError
+from schemas.credentials import CredentialStore
+from schemas.envelopes import JSONDict, PlatformEvent, Request, RequestKind, Result
+from schemas.kafka_clients import client_kwargs
+from schemas.platform_registry import PlatformDescriptor, canonical_context
+from schemas.topics import MAX_RECORD_BYTES, TopicLayout
+
+log = structlog.get_logger("platform_runners.runner")
+
+ISOLATION_S = 3.0
+"""How long a suspect request runs alone before others may run beside it again."""
+TRANSACTION_TIMEOUT_MS = 30000
+RETRY_BASE_S = 0.2
+
+
+@dataclass(eq=False, slots=True)
+class Work:
+    tp: TopicPartition
+    offset: int
+    request: Request
+    started: float = field(default_factory=time.monotonic)
+
+
+def crash_text(exit_code: str) -> str:
+    return f"Error: session thread closed unexpectedly: {exit_code}"
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._runner.partitions_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._runner.partitions_assigned(set(assigned))
+
+
+class Runner:
+    """Owns the Kafka clients, the lanes and the platform of one runner process."""
+
+    def __init__(
+        self,
+        settings: RunnerSettings,
+        factory: PlatformFactory,
+        descriptor: PlatformDescriptor,
+        *,
+        credentials: CredentialLookup | None = None,
+    ) -> None:
+        self.settings = settings
+        self.platform_id = descriptor.id
+        self.layout = TopicLayout(settings)
+        self.topic = self.layout.requests(self.platform_id)
+        self.group_id = f"{settings.topic_prefix}.runners.{self.platform_id}"
+        self.transactional_id = (
+            f"{settings.topic_prefix}.runner.{self.platform_id}.{settings.instance}"
+        )
+        self.codec = Codec.from_settings(settings)
+        self.redis = Redis.from_url(settings.redis_url)
+        self.attempts = Attempts(self.redis, settings.topic_prefix, self.platform_id)
+        self.credentials = credentials if credentials is not None else self._store(settings)
+        self.platform = factory(settings, descriptor, self)
+        self.handlers = dict(self.platform.handlers())
+        self.context = canonical_context(self.platform_id)
+        self.trackers: dict[TopicPartition, PartitionTracker] = {}
+        self._closing: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        self._routes: dict[str, str] = {}
+        self.lanes: Lanes[Work] = Lanes(self._process, settings.concurrency)
+        self.gate = Gate()
+        self.answered = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._committer: Committer | None = None
+        self._track_lock = asyncio.Lock()
+        self.log = log.bind(platform=self.platform_id, instance=settings.instance)
+
+    def _store(self, settings: RunnerSettings) -> CredentialLookup | None:
+        """The gateway's encrypted credential store, when a server secret is configured."""
+        if settings.secret is None:
+            return None
+        return CredentialStore(self.redis, settings.secret, prefix=settings.topic_prefix)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        kwargs = client_kwargs(self.settings)
+        producer_kwargs: dict[str, object] = {
+            "acks": "all",
+            "enable_idempotence": True,
+            "max_request_size": MAX_RECORD_BYTES,
+            "linger_ms": 0 if self.settings.transactions else 5,
+        }
+        if self.settings.transactions:
+            producer_kwargs["transactional_id"] = self.transactional_id
+            producer_kwargs["transaction_timeout_ms"] = TRANSACTION_TIMEOUT_MS
+        self._producer = AIOKafkaProducer(**kwargs, **producer_kwargs)
+        self._consumer = AIOKafkaConsumer(
+            **kwargs,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            session_timeout_ms=self.settings.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, self.settings.session_timeout_ms // 5),
+            max_poll_interval_ms=max(300000, int(self.settings.job_timeout * 1000) + 60000),
+            fetch_max_bytes=MAX_RECORD_BYTES * 2,
+            max_partition_fetch_bytes=MAX_RECORD_BYTES,
+        )
+        self._committer = Committer(
+            platform=self.platform_id,
+            producer=self._producer,
+            consumer=self._consumer,
+            group_id=self.group_id,
+            transactional=self.settings.transactions,
+            trackers=self.trackers,
+            attempts=self.attempts,
+            on_commit=self._counted,
+        )
+        await self.codec.start()
+        await self.platform.start()
+        await self._producer.start()  # with a transactional id: fences our previous life
+        self._consumer.subscribe([self.topic], listener=_Listener(self))
+        await self._consumer.start()
+        self.log.info(
+            "runner.started",
+            topic=self.topic,
+            group=self.group_id,
+            transactional=self.settings.transactions,
+        )
+
+    def _counted(self, records: int) -> None:
+        self.answered += records
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set, then shut down gracefully. Raises on a fatal error."""
+        assert self._consumer is not None and self._committer is not None
+        committer = asyncio.create_task(self._committer.run(), name="committer")
+        try:
+            while not stop.is_set():
+                if committer.done():
+                    committer.result()  # re-raises the CommitError
+                    raise RuntimeError("committer stopped")
+                if len(self.lanes) >= self.settings.max_buffered:
+                    await self._wait_any(self.lanes.wait_below(self.settings.max_buffered), stop)
+                    continue
+                batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                for tp, messages in batch.items():
+                    await self._dispatch(tp, messages)
+                self._pause_wide_partitions()
+                metrics.IN_FLIGHT.labels(self.platform_id).set(len(self.lanes))
+            await self._drain(self.settings.shutdown_grace)
+        finally:
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await committer
+
+    async def close(self) -> None:
+        """Release everything; after :meth:`run` the offsets are already committed."""
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+        with contextlib.suppress(Exception):
+            await self.platform.stop()
+        with contextlib.suppress(Exception):
+            await self.codec.close()
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+        self.log.info("runner.stopped", answered=self.answered)
+
+    @staticmethod
+    async def _wait_any(awaitable: Awaitable[None], stop: asyncio.Event) -> None:
+        waiting = asyncio.ensure_future(awaitable)
+        stopping = asyncio.ensure_future(stop.wait())
+        _, pending = await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+
+    async def _drain(self, grace: float) -> None:
+        """Finish what can finish within ``grace``, give the rest back, commit."""
+        assert self._committer is not None
+        if not await self.lanes.wait_idle(within=grace):
+            self.lanes.drop_queued(lambda work: True)
+            abandoned = await self.lanes.cancel_running(lambda work: True)
+            self.log.warning("runner.drain.abandoned", count=len(abandoned))
+        await self._committer.flush()
+
+    # -- partitions ---------------------------------------------------------------------------
+
+    async def _track(self, tps: set[TopicPartition]) -> None:
+        assert self._consumer is not None
+        async with self._track_lock:
+            wanted = [tp for tp in tps if tp not in self.trackers]
+            if not wanted:
+                return
+            # The public committed() drops the metadata, which holds the offsets finished
+            # above the commit point.
+            committed = await self._consumer._coordinator.fetch_committed_offsets(wanted)
+            for tp in wanted:
+                om = committed.get(tp)
+                self.trackers[tp] = (
+                    PartitionTracker(om.offset, om.metadata) if om else PartitionTracker()
+                )
+
+    async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._closing -= assigned
+        self._paused -= assigned
+        await self._track(assigned)
+        self.log.info(
+            "runner.partitions.assigned", partitions=sorted(tp.partition for tp in assigned)
+        )
+
+    async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Finish (within the grace period) or give back in-flight work, then commit, before
+        another runner may own these partitions."""
+        assert self._committer is not None
+        if not revoked:
+            return
+        self._closing |= revoked
+
+        def lost(work: Work) -> bool:
+            return work.tp in revoked
+
+        self.lanes.drop_queued(lost)
+        if not await self.lanes.wait_idle(lost, within=min(self.settings.shutdown_grace, 5.0)):
+            abandoned = await self.lanes.cancel_running(lost)
+            self.log.warning("runner.revoke.abandoned", count=len(abandoned))
+        await self._committer.flush()
+        for tp in revoked:
+            self.trackers.pop(tp, None)
+            self._paused.discard(tp)
+        self.log.info(
+            "runner.partitions.revoked", partitions=sorted(tp.partition for tp in revoked)
+        )
+
+    def _pause_wide_partitions(self) -> None:
+        """A partition whose done-ahead set no longer fits in commit metadata stops fetching."""
+        assert self._consumer is not None
+        for tp, tracker in self.trackers.items():
+            wide = tracker.metadata_chars > PAUSE_METADATA_CHARS
+            if wide and tp not in self._paused:
+                self._consumer.pause(tp)
+                self._paused.add(tp)
+            elif (
+                not wide
+                and tp in self._paused
+                and tracker.metadata_chars < PAUSE_METADATA_CHARS // 2
+            ):
+                self._consumer.resume(tp)
+                self._paused.discard(tp)
+
+    # -- dispatch -----------------------------------------------------------------------------
+
+    async def _dispatch(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> None:
+        assert self._consumer is not None and self._committer is not None
+        if tp in self._closing:
+            return
+        if tp not in self.trackers:
+            if tp not in self._consumer.assignment():
+                return
+            await self._track({tp})
+        tracker = self.trackers.get(tp)
+        if tracker is None or tp in self._closing:
+            return
+        for message in messages:
+            if not tracker.received(message.offset):
+                metrics.REQUESTS.labels(self.platform_id, "skipped").inc()
+                self._committer.touch()
+                continue
+            try:
+                record = self.codec.decode(message.value or b"", message.headers)
+            except CodecError as exc:
+                self._dead_letter_raw(tp, message, f"undecodable request: {exc}")
+                continue
+            if not isinstance(record, Request):
+                self._dead_letter_raw(tp, message, f"not a request: {type(record).__name__}")
+                continue
+            self.lanes.submit((tp.partition, record.session_id), Work(tp, message.offset, record))
+
+    def _dead_letter_raw(self, tp: TopicPartition, message: ConsumerRecord, error: str) -> None:
+        assert self._committer is not None
+        self.log.error("runner.request.undecodable", partition=tp.partition, offset=message.offset)
+        headers = [*(message.headers or ()), *self._error_headers(tp, message.offset, error, 0, "")]
+        topic = self.layout.dead_letters(self.platform_id)
+        out = Outgoing(topic, message.key, message.value or b"", headers)
+        metrics.REQUESTS.labels(self.platform_id, "dead_letter").inc()
+        self._committer.add(Completion(tp, message.offset, [out]))
+
+    @staticmethod
+    def _error_headers(
+        tp: TopicPartition, offset: int, error: str, attempts: int, exit_code: str
+    ) -> list[tuple[str, bytes]]:
+        return [
+            ("sockethub-error", error.encode()),
+            ("sockethub-attempts", str(attempts).encode()),
+            ("sockethub-source", f"{tp.topic}/{tp.partition}/{offset}".encode()),
+            ("sockethub-exit-code", exit_code.encode()),
+        ]
+
+    # -- one request ----------------------------------------------------------------------------
+
+    async def _process(self, work: Work) -> None:
+        request = work.request
+        if request.kind is not RequestKind.ACTIVITY:
+            await self._control(work)
+            return
+        self._routes[request.session_id] = request.reply_route
+        attempt = await self._begin(request)
+        try:
+            if attempt < 0:
+                self._complete(work, [], "skipped")
+            elif attempt == 1:
+                async with self.gate.shared():
+                    records, outcome = await self._invoke(work, attempt)
+                self._complete(work, records, outcome)
+            else:
+                await self._redelivered(work, attempt)
+        except asyncio.CancelledError:
+            # Given back (shutdown, rebalance): not a crash, so the attempt does not count.
+            await asyncio.shield(self._abandon(request.activity_id))
+            raise
+
+    async def _abandon(self, activity_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.attempts.abandon([activity_id])
+        metrics.REQUESTS.labels(self.platform_id, "abandoned").inc()
+
+    async def _begin(self, request: Request) -> int:
+        """Count the attempt; waits out a Redis outage rather than guessing."""
+        delay = RETRY_BASE_S
+        while True:
+            try:
+                return await self.attempts.begin(request.activity_id)
+            except Exception as exc:
+                self.log.warning("runner.attempts.unavailable", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _control(self, work: Work) -> None:
+        request = work.request
+        if request.kind is RequestKind.SESSION_CLOSED:
+            self._routes.pop(request.session_id, None)
+            try:
+                await self.platform.session_closed(request.session_id)
+            except Exception as exc:
+                self.log.error("runner.session_closed.failed", error=repr(exc))
+        self._complete(work, [], "control")
+
+    async def _redelivered(self, work: Work, attempt: int) -> None:
+        """The request was being handled when the process died (``attempt - 1`` times)."""
+        assert self._committer is not None
+        request = work.request
+        metrics.CRASHES_SEEN.labels(self.platform_id).inc()
+        exit_code = await self._last_exit_code()
+        notice = self._crash_notice(request, exit_code)
+        self.log.warning(
+            "runner.request.redelivered",
+            activity_id=request.activity_id,
+            attempt=attempt,
+            exit_code=exit_code,
+        )
+        if attempt > self.settings.max_attempts:
+            error = (
+                f"Error: request abandoned after {attempt - 1} attempts: "
+                f"session thread closed unexpectedly: {exit_code}"
+            )
+            value, headers = self.codec.encode(request)
+            headers += self._error_headers(work.tp, work.offset, error, attempt - 1, exit_code)
+            dead = Outgoing(
+                self.layout.dead_letters(self.platform_id),
+                request.session_id.encode(),
+                value,
+                headers,
+            )
+            self.log.error("runner.request.dead_lettered", activity_id=request.activity_id)
+            self._complete(work, [notice, dead, self._error_result(request, error)], "dead_letter")
+            return
+        self._committer.add(Completion(None, None, [notice]))
+        async with self.gate.exclusive(ISOLATION_S) as alone:
+            # Make the neighbours' answers and the notice durable before the suspect runs.
+            await self._committer.flush()
+            task = asyncio.create_task(self._invoke(work, attempt))
+            try:
+                await asyncio.wait({task}, timeout=ISOLATION_S)
+            except asyncio.CancelledError:
+                task.cancel()
+                raise
+            self.log.info("runner.request.isolated", alone=alone, finished=task.done())
+        try:
+            records, outcome = await task
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        self._complete(work, records, outcome)
+        await self._committer.flush()
+
+    async def _last_exit_code(self) -> str:
+        try:
+            return await self.attempts.last_exit_code()
+        except Exception:
+            return "unknown"
+
+    async def _invoke(self, work: Work, attempt: int) -> tuple[list[Outgoing], str]:
+        """Run the handler: (records to send, outcome label)."""
+        request = work.request
+        handler = self.handlers.get(request.verb)
+        if handler is None:
+            error = f"Error: {request.verb} is not supported by the {self.platform_id} platform"
+            return [self._error_result(request, error)], "error"
+        delay = RETRY_BASE_S
+        retries = self.settings.transient_retries
+        for tried in range(retries + 1):
+            ctx = Context(request, platform=self.platform_id, attempt=attempt,
+                          credentials=self.credentials, emitter=self)  # fmt: skip
+            deadline = asyncio.timeout(self.settings.job_timeout)
+            started = time.perf_counter()
+            try:
+                async with deadline:
+                    value = await handler(ctx)
+            except TransientError as exc:
+                if tried == retries:
+                    return [self._error_result(request, describe(exc))], "error"
+                self.log.info("runner.request.transient", activity_id=request.activity_id,
+                              error=str(exc), retry_in=delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay *= 2
+                continue
+            except TimeoutError as exc:
+                if deadline.expired():
+                    self.log.warning("runner.request.timeout", activity_id=request.activity_id)
+                    return [], "timeout"
+                return [self._error_result(request, describe(exc))], "error"
+            except Exception as exc:
+                return [self._error_result(request, describe(exc))], "error"
+            finally:
+                metrics.HANDLE_SECONDS.labels(self.platform_id, request.verb).observe(
+                    time.perf_counter() - started
+                )
+            return [self._result(request, value)], "ok"
+        raise AssertionError("unreachable")
+
+    def _complete(self, work: Work, records: list[Outgoing], outcome: str) -> None:
+        assert self._committer is not None
+        metrics.REQUESTS.labels(self.platform_id, outcome).inc()
+        counted = work.request.kind is RequestKind.ACTIVITY and outcome != "skipped"
+        activity_id = work.request.activity_id if counted else None
+        self._committer.add(Completion(work.tp, work.offset, records, activity_id))
+
+    # -- records ------------------------------------------------------------------------------
+
+    def _encode(self, topic: str, session_id: str, record: Result | PlatformEvent) -> Outgoing:
+        value, headers = self.codec.encode(record)
+        return Outgoing(topic, session_id.encode(), value, headers)
+
+    def _result(self, request: Request, value: JSONDict | None) -> Outgoing:
+        activity = copy.deepcopy(request.activity) if value is None else value
+        activity["@context"] = list(self.context)
+        result = Result(
+            activity_id=request.activity_id,
+            session_id=request.session_id,
+            reply_route=request.reply_route,
+            platform=self.platform_id,
+            verb=request.verb,
+            activity=activity,
+            correlation_id=request.correlation_id,
+            created_at=request.created_at,
+            traceparent=request.traceparent,
+        )
+        return self._encode(request.reply_route, request.session_id, result)
+
+    def _error_result(self, request: Request, error: str) -> Outgoing:
+        activity = copy.deepcopy(request.activity)
+        activity["@context"] = list(self.context)
+        activity["error"] = error
+        result = Result(
+            activity_id=request.activity_id,
+            session_id=request.session_id,
+            reply_route=request.reply_route,
+            platform=self.platform_id,
+            verb=request.verb,
+            activity=activity,
+            error=error,
+            correlation_id=request.correlation_id,
+            created_at=request.created_at,
+            traceparent=request.traceparent,
+        )
+        return self._encode(request.reply_route, request.session_id, result)
+
+    def _crash_notice(self, request: Request, exit_code: str) -> Outgoing:
+        error = crash_text(exit_code)
+        activity: JSONDict = {
+            "@context": list(self.context),
+            "type": "error",
+            "actor": {"id": self.platform_id, "type": "platform"},
+            "error": error,
+        }
+        if isinstance(request.activity.get("actor"), dict):
+            activity["target"] = copy.deepcopy(request.activity["actor"])
+        if request.correlation_id is not None:
+            activity["id"] = request.correlation_id
+        event = PlatformEvent(
+            session_id=request.session_id,
+            reply_route=request.reply_route,
+            platform=self.platform_id,
+            verb="error",
+            activity=activity,
+            error=error,
+        )
+        return self._encode(request.reply_route, request.session_id, event)
+
+    # -- Emitter ------------------------------------------------------------------------------
+
+    def emit(
+        self,
+        session_id: str,
+        activity: JSONDict,
+        *,
+        verb: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """An unsolicited event for a session seen by this runner; sent with the next commit."""
+        route = self._routes.get(session_id)
+        if route is None or self._committer is None:
+            return False
+        body = dict(activity)
+        body["@context"] = list(self.context)
+        event = PlatformEvent(
+            session_id=session_id,
+            reply_route=route,
+            platform=self.platform_id,
+            verb=verb or str(body.get("type", "")),
+            activity=body,
+            error=error,
+        )
+        self._committer.add(Completion(None, None, [self._encode(route, session_id, event)]))
+        return True
