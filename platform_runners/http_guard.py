@@ -115,6 +115,13 @@ def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
+def format_address(ip: IPAddress) -> str:
+    """``str(ip)``, but IPv4-mapped addresses keep their dotted form on every Python."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return f"::ffff:{ip.ipv4_mapped}"
+    return str(ip)
+
+
 def parse_allowlist(value: str | Iterable[str]) -> tuple[IPNetwork, ...]:
     """``"127.0.0.2/32, 10.0.0.0/8"`` (or a list of CIDRs) as networks; bare IPs are /32 or /128."""
     items = value.split(",") if isinstance(value, str) else value
@@ -343,7 +350,7 @@ class GuardedClient:
             raise FetchError(f"could not resolve host {host}")
         for ip in addresses:
             if not is_allowed(ip, self.settings.allowlist):
-                raise BlockedAddressError(str(ip))
+                raise BlockedAddressError(format_address(ip))
         return [str(ip) for ip in addresses]
 
     async def _get(
