@@ -55,6 +55,7 @@ class Emitter(Protocol):
         *,
         verb: str | None = None,
         error: str | None = None,
+        reply_route: str | None = None,
     ) -> bool: ...
 
 
@@ -69,6 +70,7 @@ class Context:
         attempt: int,
         credentials: CredentialLookup | None,
         emitter: Emitter,
+        partition: int | None = None,
     ) -> None:
         self.request = request
         self.activity: JSONDict = copy.deepcopy(request.activity)
@@ -76,6 +78,8 @@ class Context:
         self.platform = platform
         self.attempt = attempt
         """1 on first delivery; higher when an earlier attempt crashed the runner."""
+        self.partition = partition
+        """The request topic partition the request came from (None outside a runner)."""
         self._credentials = credentials
         self._emitter = emitter
         self.log = structlog.get_logger("platform").bind(
@@ -108,9 +112,13 @@ class Context:
         *,
         verb: str | None = None,
         error: str | None = None,
+        reply_route: str | None = None,
     ) -> bool:
-        """Queue an unsolicited event for a session this runner has seen; False if unknown."""
-        return self._emitter.emit(session_id, activity, verb=verb, error=error)
+        """Queue an unsolicited event for a session this runner has seen (or whose
+        ``reply_route`` is given); False if the route is unknown."""
+        return self._emitter.emit(
+            session_id, activity, verb=verb, error=error, reply_route=reply_route
+        )
 
 
 Handler = Callable[[Context], Awaitable[JSONDict | None]]
@@ -146,6 +154,14 @@ class Platform(ABC):
 
     async def session_closed(self, session_id: str) -> None:  # noqa: B027 - optional hook
         """The session ended: persistent platforms detach it from their connections."""
+
+    async def partitions_assigned(self, partitions: set[int]) -> None:  # noqa: B027
+        """This runner now owns these request partitions (persistent platforms restore the
+        connections recorded for them). Called from the rebalance callback: keep it short."""
+
+    async def partitions_revoked(self, partitions: set[int]) -> None:  # noqa: B027
+        """These request partitions go to another runner, after their in-flight requests
+        finished: persistent platforms close (without forgetting) their connections."""
 
 
 PlatformFactory = Callable[[RunnerSettings, PlatformDescriptor, Emitter], Platform]

@@ -250,6 +250,10 @@ class Runner:
         self.log.info(
             "runner.partitions.assigned", partitions=sorted(tp.partition for tp in assigned)
         )
+        try:
+            await self.platform.partitions_assigned({tp.partition for tp in assigned})
+        except Exception as exc:
+            self.log.error("runner.platform.assign_failed", error=repr(exc))
 
     async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Finish (within the grace period) or give back in-flight work, then commit, before
@@ -273,6 +277,10 @@ class Runner:
         self.log.info(
             "runner.partitions.revoked", partitions=sorted(tp.partition for tp in revoked)
         )
+        try:
+            await self.platform.partitions_revoked({tp.partition for tp in revoked})
+        except Exception as exc:
+            self.log.error("runner.platform.revoke_failed", error=repr(exc))
 
     def _pause_wide_partitions(self) -> None:
         """A partition whose done-ahead set no longer fits in commit metadata stops fetching."""
@@ -452,7 +460,8 @@ class Runner:
         retries = self.settings.transient_retries
         for tried in range(retries + 1):
             ctx = Context(request, platform=self.platform_id, attempt=attempt,
-                          credentials=self.credentials, emitter=self)  # fmt: skip
+                          credentials=self.credentials, emitter=self,
+                          partition=work.tp.partition)  # fmt: skip
             deadline = asyncio.timeout(self.settings.job_timeout)
             started = time.perf_counter()
             try:
@@ -558,9 +567,11 @@ class Runner:
         *,
         verb: str | None = None,
         error: str | None = None,
+        reply_route: str | None = None,
     ) -> bool:
-        """An unsolicited event for a session seen by this runner; sent with the next commit."""
-        route = self._routes.get(session_id)
+        """An unsolicited event for a session seen by this runner (or whose ``reply_route``
+        the platform recorded); sent with the next commit."""
+        route = reply_route or self._routes.get(session_id)
         if route is None or self._committer is None:
             return False
         body = dict(activity)
