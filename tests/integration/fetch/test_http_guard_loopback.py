@@ -8,7 +8,6 @@ would only ever reach this machine.
 from __future__ import annotations
 
 import pytest
-from conftest import Server
 
 from platform_runners.http_guard import (
     FEED_CONTENT_TYPES,
@@ -22,6 +21,7 @@ from platform_runners.http_guard import (
     ResponseTooLargeError,
     TooManyRedirectsError,
 )
+from tests.integration.fetch.loopback import Server
 
 pytestmark = pytest.mark.timeout(60)
 
