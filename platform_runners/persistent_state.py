@@ -1,0 +1,170 @@
+"""Desired state of persistent connections, kept in the compacted ``connections`` topic.
+
+One record per connection: the key names the connection (actor id and scope),
+the value says who is attached and what was joined; a tombstone (no value)
+says the connection was closed on purpose. The record goes to the same
+partition number as the request that opened the connection, so the runner
+that owns request partition ``p`` finds its connections in partition ``p``.
+
+Values are JSON, never credentials: they name the session whose stored
+credentials to use, not the secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Protocol
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from schemas.envelopes import JSONDict
+from schemas.kafka_clients import client_kwargs
+from schemas.settings import CommonSettings
+from schemas.topics import TopicLayout
+
+log = structlog.get_logger("platform_runners.persistent_state")
+
+STATE_VERSION = 1
+LOAD_TIMEOUT_S = 30.0
+
+
+class StateStore(Protocol):
+    """Where desired connection state lives (Kafka in a runner, memory in unit tests)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def put(self, partition: int, key: bytes, value: JSONDict | None) -> None:
+        """Record ``value`` for ``key`` (None: a tombstone)."""
+
+    async def load(self, partitions: set[int]) -> dict[bytes, JSONDict]:
+        """The live (not tombstoned) records of these partitions, latest value per key."""
+
+
+def encode_state(value: JSONDict) -> bytes:
+    return json.dumps(
+        {**value, "v": STATE_VERSION}, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+
+
+def decode_state(raw: bytes | None) -> JSONDict | None:
+    if raw is None:
+        return None
+    value = json.loads(raw)
+    if not isinstance(value, dict) or value.get("v") != STATE_VERSION:
+        return None
+    return value
+
+
+class MemoryStateStore:
+    """An in-process store with the same semantics (per-partition, latest value wins)."""
+
+    def __init__(self) -> None:
+        self.records: dict[int, dict[bytes, JSONDict]] = {}
+        self.writes = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def put(self, partition: int, key: bytes, value: JSONDict | None) -> None:
+        self.writes += 1
+        part = self.records.setdefault(partition, {})
+        if value is None:
+            part.pop(key, None)
+        else:
+            part[key] = json.loads(encode_state(value))
+
+    async def load(self, partitions: set[int]) -> dict[bytes, JSONDict]:
+        found: dict[bytes, JSONDict] = {}
+        for partition in partitions:
+            found.update(self.records.get(partition, {}))
+        return found
+
+
+class KafkaStateStore:
+    """The ``<prefix>.connections.<platform>`` topic: an idempotent producer for writes and a
+    short-lived group-less consumer that reads whole partitions on assignment."""
+
+    def __init__(self, settings: CommonSettings, platform: str) -> None:
+        self._settings = settings
+        self.topic = TopicLayout(settings).connections(platform)
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        producer = AIOKafkaProducer(
+            **client_kwargs(self._settings), acks="all", enable_idempotence=True, linger_ms=0
+        )
+        await producer.start()
+        self._producer = producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+
+    async def put(self, partition: int, key: bytes, value: JSONDict | None) -> None:
+        if self._producer is None:
+            raise RuntimeError("state store not started")
+        data = None if value is None else encode_state(value)
+        await self._producer.send_and_wait(self.topic, data, key=key, partition=partition)
+
+    async def load(self, partitions: set[int]) -> dict[bytes, JSONDict]:
+        if not partitions:
+            return {}
+        consumer = AIOKafkaConsumer(
+            **client_kwargs(self._settings),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            async with asyncio.timeout(LOAD_TIMEOUT_S):
+                return await self._read(consumer, partitions)
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    @staticmethod
+    async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+        for tp, end in ends.items():
+            if await consumer.position(tp) < end:
+                return False
+        return True
+
+    async def _read(
+        self, consumer: AIOKafkaConsumer, partitions: set[int]
+    ) -> dict[bytes, JSONDict]:
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        latest: dict[bytes, JSONDict | None] = {}
+        started = time.monotonic()
+        while not await self._caught_up(consumer, ends):
+            batch = await consumer.getmany(*tps, timeout_ms=200)
+            for messages in batch.values():
+                for message in messages:
+                    if message.key is None:
+                        continue
+                    try:
+                        latest[message.key] = decode_state(message.value)
+                    except ValueError:
+                        log.warning("persistent.state.undecodable", offset=message.offset)
+        log.info(
+            "persistent.state.loaded",
+            partitions=sorted(partitions),
+            live=sum(v is not None for v in latest.values()),
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return {k: v for k, v in latest.items() if v is not None}
