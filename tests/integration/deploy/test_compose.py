@@ -1,0 +1,172 @@
+"""compose/compose.yaml, rendered and validated by a real Compose implementation.
+
+There is no Docker engine here: ``compose config`` only parses, interpolates,
+validates against the Compose Specification and prints the resolved project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sockethub.devstack.tools import ensure_compose
+
+# The first run builds Compose from source (minutes); later runs find it cached.
+pytestmark = pytest.mark.timeout(2400)
+
+REPO = Path(__file__).resolve().parents[3]
+COMPOSE_DIR = REPO / "compose"
+PLATFORMS = ["dummy", "feeds", "metadata", "irc", "xmpp"]
+RUNNERS = {f"runner-{p}" for p in PLATFORMS}
+CORE = {"redpanda", "redis", "gateway"} | RUNNERS
+DEMO = {"ircd", "xmppd"}
+
+Project = dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def compose_cmd() -> list[str]:
+    return ensure_compose()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of compose/ with .env from .env.example (never the user's own .env)."""
+    folder = tmp_path_factory.mktemp("compose") / "compose"
+    shutil.copytree(COMPOSE_DIR, folder, ignore=shutil.ignore_patterns(".env"))
+    shutil.copy(COMPOSE_DIR / ".env.example", folder / ".env")
+    (folder.parent / "Dockerfile").write_text((REPO / "Dockerfile").read_text())
+    return folder
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    # Only what compose needs: nothing from the caller's SOCKETHUB_* or COMPOSE_* leaks in.
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp),
+            "DOCKER_CONFIG": str(tmp / ".docker")}  # fmt: skip
+
+
+def compose(
+    cmd: list[str], folder: Path, *args: str, profiles: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    flags: list[str] = ["--project-directory", str(folder), "-f", str(folder / "compose.yaml")]
+    for profile in profiles:
+        flags += ["--profile", profile]
+    return subprocess.run([*cmd, *flags, *args], capture_output=True, text=True, cwd=folder,
+                          env=_env(folder.parent), timeout=120, check=False)  # fmt: skip
+
+
+def render(cmd: list[str], folder: Path, *profiles: str) -> Project:
+    result = compose(cmd, folder, "config", "--format", "json", profiles=profiles)
+    assert result.returncode == 0, result.stderr
+    project: Project = json.loads(result.stdout)
+    return project
+
+
+@pytest.fixture(scope="module")
+def project(compose_cmd: list[str], workdir: Path) -> Project:
+    return render(compose_cmd, workdir)
+
+
+@pytest.fixture(scope="module")
+def demo(compose_cmd: list[str], workdir: Path) -> Project:
+    return render(compose_cmd, workdir, "demo")
+
+
+def test_config_is_valid(compose_cmd: list[str], workdir: Path) -> None:
+    for profiles in [(), ("demo",)]:
+        result = compose(compose_cmd, workdir, "config", "--quiet", profiles=profiles)
+        assert result.returncode == 0, result.stderr
+
+
+def test_services(project: Project, demo: Project) -> None:
+    assert set(project["services"]) == CORE
+    assert set(demo["services"]) == CORE | DEMO
+    assert project["name"] == "sockethub"
+
+
+def test_one_scalable_runner_service_per_platform(project: Project) -> None:
+    for platform in PLATFORMS:
+        runner = project["services"][f"runner-{platform}"]
+        assert runner["command"] == ["runner", "--platform", platform]
+        # Scalable with --scale: no fixed name, no published port.
+        assert "container_name" not in runner
+        assert not runner.get("ports")
+        assert runner["read_only"] is True
+        assert runner["cap_drop"] == ["ALL"]
+
+
+def test_health_checks(project: Project, demo: Project) -> None:
+    services = project["services"]
+    gateway = " ".join(services["gateway"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:10550/readyz" in gateway
+    assert "rpk cluster health" in " ".join(services["redpanda"]["healthcheck"]["test"])
+    assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    for name in DEMO:
+        assert demo["services"][name]["healthcheck"]["test"]
+
+
+def test_start_order_waits_for_healthy_backends(project: Project) -> None:
+    for name in {"gateway"} | RUNNERS:
+        depends = project["services"][name]["depends_on"]
+        assert {k: v["condition"] for k, v in depends.items()} == {
+            "redpanda": "service_healthy",
+            "redis": "service_healthy",
+        }
+
+
+def test_named_volumes(project: Project, demo: Project) -> None:
+    assert {"redpanda-data", "redis-data"} <= set(project["volumes"])
+
+    def mounts(service: str, proj: Project) -> dict[str, str]:
+        return {v["target"]: v["source"] for v in proj["services"][service]["volumes"]
+                if v["type"] == "volume"}  # fmt: skip
+
+    assert mounts("redpanda", project) == {"/var/lib/redpanda/data": "redpanda-data"}
+    assert mounts("redis", project) == {"/data": "redis-data"}
+    assert mounts("xmppd", demo)["/var/lib/prosody"] == "prosody-data"
+
+
+def test_ports_are_bound_to_loopback_only(demo: Project) -> None:
+    published = []
+    for name, service in demo["services"].items():
+        for port in service.get("ports", []):
+            assert port.get("host_ip") == "127.0.0.1", f"{name} publishes {port}"
+            published.append((name, port["target"]))
+    assert ("gateway", 10550) in published
+    assert ("redpanda", 19092) in published
+
+
+def test_services_talk_to_redpanda_and_its_schema_registry(project: Project) -> None:
+    for name in {"gateway"} | RUNNERS:
+        env = project["services"][name]["environment"]
+        assert env["SOCKETHUB_KAFKA_BOOTSTRAP"] == "redpanda:9092"
+        assert env["SOCKETHUB_SCHEMA_REGISTRY_URL"] == "http://redpanda:8081"
+        assert env["SOCKETHUB_REDIS_URL"] == "redis://:change-me-redis-password@redis:6379/0"
+        assert env["SOCKETHUB_SECRET"] == "change-me-server-secret"
+    command = project["services"]["redpanda"]["command"]
+    assert "--schema-registry-addr=internal://0.0.0.0:8081,external://0.0.0.0:18081" in command
+    assert project["services"]["gateway"]["environment"]["SOCKETHUB_HOST"] == "0.0.0.0"
+
+
+def test_secrets_are_required_from_the_env_file(compose_cmd: list[str], workdir: Path) -> None:
+    bare = workdir.parent / "bare"
+    shutil.copytree(workdir, bare, ignore=shutil.ignore_patterns(".env"))
+    result = compose(compose_cmd, bare, "config", "--quiet")
+    assert result.returncode != 0
+    assert "REDIS_PASSWORD" in result.stderr or "SOCKETHUB_SECRET" in result.stderr
+
+
+def test_the_image_builds_from_the_top_level_dockerfile(project: Project) -> None:
+    for name in {"gateway"} | RUNNERS:
+        build = project["services"][name]["build"]
+        assert Path(build["context"]).name != "compose"
+        assert build["dockerfile"] == "Dockerfile"
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in dockerfile
+    assert "\nUSER 10001:10001\n" in dockerfile
