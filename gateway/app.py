@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from gateway.demo import routes as demo_routes
 from gateway.health import Readiness
 from gateway.kafka_bridge import KafkaBridge
 from gateway.metrics import GatewayMetrics
@@ -89,6 +90,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_route),
+            *demo_routes(settings),  # the demo page at "/" comes before the plain landing page
             Route("/", landing),
         ],
         lifespan=lifespan,
