@@ -17,6 +17,7 @@ ENTRY_POINT_GROUP = "sockethub.platforms"
 
 BUILTINS: dict[str, str] = {
     "dummy": "platform_runners.dummy:DummyPlatform",
+    "irc": "platform_runners.irc.platform:IrcPlatform",
 }
 """Built-in platforms as ``module:attribute``, imported only when that platform runs."""
 

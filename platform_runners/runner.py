@@ -104,6 +104,8 @@ class Runner:
         self._closing: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
         self._routes: dict[str, str] = {}
+        self._told_of_crash: set[str] = set()
+        """Sessions already sent the crash notice (once per session and process life)."""
         self.lanes: Lanes[Work] = Lanes(self._process, settings.concurrency)
         self.gate = Gate()
         self.answered = 0
@@ -401,7 +403,12 @@ class Runner:
         request = work.request
         metrics.CRASHES_SEEN.labels(self.platform_id).inc()
         exit_code = await self._last_exit_code()
-        notice = self._crash_notice(request, exit_code)
+        notices = (
+            []
+            if request.session_id in self._told_of_crash
+            else [self._crash_notice(request, exit_code)]
+        )
+        self._told_of_crash.add(request.session_id)
         self.log.warning(
             "runner.request.redelivered",
             activity_id=request.activity_id,
@@ -422,9 +429,12 @@ class Runner:
                 headers,
             )
             self.log.error("runner.request.dead_lettered", activity_id=request.activity_id)
-            self._complete(work, [notice, dead, self._error_result(request, error)], "dead_letter")
+            self._complete(
+                work, [*notices, dead, self._error_result(request, error)], "dead_letter"
+            )
             return
-        self._committer.add(Completion(None, None, [notice]))
+        if notices:
+            self._committer.add(Completion(None, None, notices))
         async with self.gate.exclusive(ISOLATION_S) as alone:
             # Make the neighbours' answers and the notice durable before the suspect runs.
             await self._committer.flush()

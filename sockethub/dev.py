@@ -7,6 +7,7 @@ import os
 import secrets
 import threading
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from sockethub.devstack.errors import StackError
 from sockethub.devstack.kafka import KafkaBroker
 from sockethub.devstack.processes import require_free_port
 from sockethub.devstack.redis import RedisServer
-from sockethub.supervisor import Supervisor, python_cmd
+from sockethub.supervisor import Child, Supervisor, python_cmd
 
 log = structlog.get_logger("sockethub.dev")
 
@@ -119,7 +120,22 @@ def run_runners(settings: RunnerSettings) -> int:
     if not settings.platform_ids():
         raise StackError("no platforms enabled: set SOCKETHUB_PLATFORMS or --platforms")
     _export(settings)
-    sup = Supervisor()
+    sup = Supervisor(on_exit=_crash_recorder(settings))
     for platform in settings.platform_ids():
         sup.add(f"runner:{platform}", python_cmd("runner", "--platform", platform))
     return sup.run()
+
+
+def _crash_recorder(settings: RunnerSettings) -> Callable[[Child, int], None]:
+    """Records a crashed runner's exit code in Redis: its restarted self tells the sessions
+    whose requests were in flight (``session thread closed unexpectedly: <code>``)."""
+    from platform_runners.attempts import record_exit
+
+    def on_exit(child: Child, code: int) -> None:
+        platform = child.name.partition(":")[2]
+        try:
+            record_exit(settings.redis_url, settings.topic_prefix, platform, code)
+        except Exception as exc:  # Redis down: the notice says "unknown" instead
+            log.warning("runner exit not recorded", process=child.name, error=repr(exc))
+
+    return on_exit
