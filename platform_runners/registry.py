@@ -17,6 +17,8 @@ ENTRY_POINT_GROUP = "sockethub.platforms"
 
 BUILTINS: dict[str, str] = {
     "dummy": "platform_runners.dummy:DummyPlatform",
+    "feeds": "platform_runners.feeds:FeedsPlatform",
+    "metadata": "platform_runners.metadata:MetadataPlatform",
     "irc": "platform_runners.irc.platform:IrcPlatform",
 }
 """Built-in platforms as ``module:attribute``, imported only when that platform runs."""
