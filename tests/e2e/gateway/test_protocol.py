@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 
 import pytest
 import socketio
 
-from tests.fixtures.gateway import DUMMY_CONTEXT, Client, GatewayProcess, dummy
+from tests.fixtures.gateway import DUMMY_CONTEXT, Client, GatewayProcess, dummy, fetch
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -130,23 +129,18 @@ async def test_activities_of_one_session_are_answered_in_order(ws_client: Client
 
 async def test_http_routes(served_gateway: GatewayProcess, ws_client: Client) -> None:
     await ws_client.call("message", dummy("echo"))
-    with urllib.request.urlopen(f"{served_gateway.url}/healthz", timeout=10) as r:
-        assert r.read() == b"ok"
-    with urllib.request.urlopen(f"{served_gateway.url}/readyz", timeout=10) as r:
-        assert json.loads(r.read()) == {
-            "ready": True,
-            "kafka": True,
-            "redis": True,
-            "replies": True,
-        }
-    with urllib.request.urlopen(f"{served_gateway.url}/", timeout=10) as r:
-        assert b"/sockethub" in r.read()
-    with urllib.request.urlopen(f"{served_gateway.url}/metrics", timeout=10) as r:
-        text = r.read().decode()
+    assert await fetch(f"{served_gateway.url}/healthz") == (200, b"ok")
+    status, body = await fetch(f"{served_gateway.url}/readyz")
+    assert status == 200
+    assert json.loads(body) == {"ready": True, "kafka": True, "redis": True, "replies": True}
+    status, body = await fetch(f"{served_gateway.url}/")
+    assert status == 200 and b"/sockethub" in body
+    status, body = await fetch(f"{served_gateway.url}/metrics")
+    text = body.decode()
     assert "sockethub_gateway_connections " in text
-    assert (
+    accepted = (
         'sockethub_gateway_activities_total{direction="in",outcome="accepted",platform="dummy"}'
-        in text
     )
+    assert accepted in text
     assert 'sockethub_gateway_request_seconds_bucket{le="0.5",platform="dummy"}' in text
     assert "sockethub_gateway_kafka_errors_total 0.0" in text
