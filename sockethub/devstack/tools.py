@@ -41,6 +41,11 @@ from sockethub.devstack.kafka import cache_dir
 HELM_VERSION = "v3.22.0"
 """go.mod says go 1.26.0: builds with the machine's Go without fetching a toolchain."""
 
+_HELM_KUBE_VERSION = ("1", "37")
+"""The Kubernetes version helm assumes without a cluster (``helm template``, ``lint``).
+Helm's Makefile derives it from its k8s.io/client-go (v0.37.0 in v3.22.0); a plain
+``go install`` would leave the built-in 1.20 and refuse charts needing anything newer."""
+
 COMPOSE_VERSION = "v5.6.0"
 """go.mod says go 1.26.8; v5.7.x needs a newer Go than the machine has."""
 
@@ -121,6 +126,15 @@ def _install(name: str, version: str, build: Path, produced: str, cmd: list[str]
     return final
 
 
+def _helm_ldflags(version: str) -> str:
+    major, minor = _HELM_KUBE_VERSION
+    flags = ["-s", "-w", f"-X {_HELM_MODULE}/internal/version.version={version}"]
+    for pkg in ("pkg/lint/rules", "pkg/chartutil"):
+        flags += [f"-X {_HELM_MODULE}/{pkg}.k8sVersionMajor={major}",
+                  f"-X {_HELM_MODULE}/{pkg}.k8sVersionMinor={minor}"]  # fmt: skip
+    return " ".join(flags)
+
+
 def ensure_helm(version: str = HELM_VERSION) -> Path:
     """The path of a ``helm`` binary of ``version``, built on first use."""
     go = _go()
@@ -130,7 +144,7 @@ def ensure_helm(version: str = HELM_VERSION) -> Path:
             "helm", version, Path(tmp), "helm",
             [
                 go, "install", "-trimpath",
-                "-ldflags", f"-s -w -X {_HELM_MODULE}/internal/version.version={version}",
+                "-ldflags", _helm_ldflags(version),
                 f"{_HELM_MODULE}/cmd/helm@{version}",
             ],
         )  # fmt: skip

@@ -1,0 +1,378 @@
+"""The Helm chart: lint, render with default and full values, validate offline.
+
+Rendering never connects anywhere (``helm template`` without ``--validate``).
+Every rendered manifest is checked against the Kubernetes OpenAPI schemas of the
+``kubernetes-validate`` package; the ServiceMonitor, a CRD they do not cover, is
+checked by hand.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from sockethub.devstack.tools import ensure_helm
+
+# The first run builds helm from source (minutes); later runs find it cached.
+pytestmark = pytest.mark.timeout(2400)
+
+REPO = Path(__file__).resolve().parents[3]
+CHART = REPO / "helm" / "sockethub"
+FULL_VALUES = REPO / "helm" / "values-full.yaml"
+PLATFORMS = {"dummy", "feeds", "metadata", "irc", "xmpp"}
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest
+# that kubernetes-validate knows.
+K8S_VERSIONS = ["1.25.0", kubernetes_validate.latest_version()]
+
+Manifest = dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> Path:
+    return ensure_helm()
+
+
+def _helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # No kube context is needed or used: point KUBECONFIG at nothing.
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "KUBECONFIG": "/dev/null"}
+    return subprocess.run([str(helm), *args], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)  # fmt: skip
+
+
+def render(helm: Path, *args: str) -> list[Manifest]:
+    result = _helm(helm, "template", "sh", str(CHART), "--namespace", "chat", *args)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def _set(values: dict[str, str]) -> list[str]:
+    out: list[str] = []
+    for key, value in values.items():
+        out += ["--set-string", f"{key}={value}"]
+    return out
+
+
+def kinds(docs: Iterable[Manifest], kind: str) -> list[Manifest]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: Iterable[Manifest], kind: str, name: str) -> Manifest:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
+    return found[0]
+
+
+def runner_deployments(docs: Iterable[Manifest]) -> dict[str, Manifest]:
+    return {
+        d["metadata"]["labels"]["sockethub.org/platform"]: d
+        for d in kinds(docs, "Deployment")
+        if d["metadata"]["labels"].get("app.kubernetes.io/component") == "runner"
+    }
+
+
+def container_env(deployment: Manifest) -> dict[str, Any]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+@pytest.fixture(scope="module")
+def default_docs(helm_bin: Path) -> list[Manifest]:
+    return render(helm_bin)
+
+
+@pytest.fixture(scope="module")
+def full_docs(helm_bin: Path) -> list[Manifest]:
+    return render(helm_bin, "-f", str(FULL_VALUES))
+
+
+# --- lint and schema validation -------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [[], ["-f", str(FULL_VALUES)]], ids=["default", "full"])
+def test_helm_lint_is_clean(helm_bin: Path, values: list[str]) -> None:
+    result = _helm(helm_bin, "lint", "--strict", str(CHART), *values)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("which", ["default", "full"])
+def test_every_manifest_is_valid_kubernetes(
+    request: pytest.FixtureRequest, which: str, version: str
+) -> None:
+    docs: list[Manifest] = request.getfixturevalue(f"{which}_docs")
+    checked = 0
+    for doc in docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # a CRD: checked in test_full_values_turn_everything_on
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} on {version}: {err}")
+        checked += 1
+    assert checked >= 9
+
+
+# --- what the chart must do ------------------------------------------------------------
+
+
+def test_one_runner_deployment_per_enabled_platform(
+    helm_bin: Path, default_docs: list[Manifest]
+) -> None:
+    runners = runner_deployments(default_docs)
+    assert set(runners) == PLATFORMS
+    for platform, dep in runners.items():
+        (container,) = dep["spec"]["template"]["spec"]["containers"]
+        assert container["args"] == ["runner", "--platform", platform]
+        assert dep["metadata"]["name"] == f"sh-sockethub-runner-{platform}"
+
+    docs = render(helm_bin, "--set", "runners.platforms.irc.enabled=false",
+                  "--set", "runners.platforms.feeds.enabled=false")  # fmt: skip
+    assert set(runner_deployments(docs)) == {"dummy", "metadata", "xmpp"}
+    gateway_config = one(docs, "ConfigMap", "sh-sockethub-gateway")["data"]
+    assert gateway_config["SOCKETHUB_PLATFORMS"] == "dummy,metadata,xmpp"
+
+
+def test_per_platform_replicas_and_resources(full_docs: list[Manifest]) -> None:
+    runners = runner_deployments(full_docs)
+    assert set(runners) == PLATFORMS
+    assert {p: d["spec"]["replicas"] for p, d in runners.items()} == {
+        "dummy": 1, "feeds": 3, "metadata": 2, "irc": 2, "xmpp": 2,
+    }  # fmt: skip
+    feeds = runners["feeds"]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    dummy = runners["dummy"]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert feeds["requests"]["cpu"] == "200m"
+    assert dummy["requests"]["cpu"] == "50m"  # falls back to runners.resources
+    assert container_env(runners["irc"])["SOCKETHUB_CONCURRENCY"]["value"] == "128"
+
+
+def test_gateway_probes_port_and_unique_id(default_docs: list[Manifest]) -> None:
+    gateway = one(default_docs, "Deployment", "sh-sockethub-gateway")
+    (container,) = gateway["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["gateway"]
+    assert container["ports"] == [{"name": "http", "containerPort": 10550, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    gateway_id = container_env(gateway)["SOCKETHUB_GATEWAY_ID"]
+    assert gateway_id["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    config = one(default_docs, "ConfigMap", "sh-sockethub-gateway")["data"]
+    assert config["SOCKETHUB_HOST"] == "0.0.0.0"
+    assert config["SOCKETHUB_PORT"] == "10550"
+    service = one(default_docs, "Service", "sh-sockethub")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert service["spec"]["selector"] == (
+        gateway["spec"]["template"]["metadata"]["labels"] | service["spec"]["selector"]
+    )
+
+
+def _checksums(docs: list[Manifest]) -> dict[str, str]:
+    return {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        for d in kinds(docs, "Deployment")
+    }
+
+
+def test_checksum_annotation_rolls_pods_when_config_changes(
+    helm_bin: Path, default_docs: list[Manifest]
+) -> None:
+    before = _checksums(default_docs)
+    assert len(before) == 6
+    assert len(set(before.values())) == 1
+    assert _checksums(render(helm_bin)) == before  # stable: same values, same checksum
+    assert _checksums(render(helm_bin, "--set", "gateway.replicaCount=3")) == before
+
+    changed = _checksums(render(helm_bin, "--set", "kafka.topicPrefix=other"))
+    assert changed.keys() == before.keys()
+    assert all(changed[name] != before[name] for name in before)
+    changed = _checksums(render(helm_bin, "--set", "logLevel=DEBUG"))
+    assert all(changed[name] != before[name] for name in before)
+
+    secret_sums = {
+        d["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
+        for d in kinds(render(helm_bin, *_set({"redis.url": "redis://other:6379/1"})),
+                       "Deployment")
+    }  # fmt: skip
+    default_sums = {
+        d["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
+        for d in kinds(default_docs, "Deployment")
+    }
+    assert len(secret_sums) == 1 and secret_sums != default_sums
+
+
+SECRETS = {
+    "secrets.secret": "server-secret-Zq8hT3",
+    "secrets.logKeys": "k1:" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode(),
+    "redis.url": "redis://:redis-pass-Wm4x@redis.chat.svc:6379/0",
+    "kafka.sasl.password": "sasl-pass-Pk2v",
+}
+
+
+def test_no_secret_value_outside_the_secret(helm_bin: Path) -> None:
+    docs = render(
+        helm_bin,
+        "--set", "kafka.securityProtocol=SASL_SSL",
+        "--set", "kafka.sasl.mechanism=SCRAM-SHA-256",
+        "--set", "kafka.sasl.username=sockethub",
+        *_set(SECRETS),
+    )  # fmt: skip
+    outside = json.dumps([d for d in docs if d["kind"] != "Secret"])
+    for key, value in SECRETS.items():
+        assert value not in outside, f"{key} leaks outside the Secret"
+        assert base64.b64encode(value.encode()).decode() not in outside
+        if ":" in value:  # also no fragment (e.g. the password inside the Redis URL)
+            assert "redis-pass-Wm4x" not in outside
+    for config in kinds(docs, "ConfigMap"):
+        assert not any("PASSWORD" in k or k.endswith(("_SECRET", "LOG_KEYS", "REDIS_URL"))
+                       for k in config["data"])  # fmt: skip
+
+    (secret,) = kinds(docs, "Secret")
+    stored = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert stored == {
+        "secret": SECRETS["secrets.secret"],
+        "log-keys": SECRETS["secrets.logKeys"],
+        "redis-url": SECRETS["redis.url"],
+        "kafka-sasl-password": SECRETS["kafka.sasl.password"],
+    }
+    for dep in kinds(docs, "Deployment"):
+        env = container_env(dep)
+        for name in ("SOCKETHUB_SECRET", "SOCKETHUB_LOG_KEYS", "SOCKETHUB_REDIS_URL",
+                     "SOCKETHUB_KAFKA_SASL_PASSWORD"):  # fmt: skip
+            assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "sh-sockethub"
+
+
+def test_values_defaults_hold_no_secret() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["secrets"]["secret"] == ""
+    assert values["secrets"]["logKeys"] == ""
+    assert values["kafka"]["sasl"]["password"] == ""
+    assert "@" not in values["redis"]["url"]  # no credentials in the default URL
+
+
+def test_a_generated_server_secret_when_none_is_given(default_docs: list[Manifest]) -> None:
+    (secret,) = kinds(default_docs, "Secret")
+    assert set(secret["data"]) == {"secret", "redis-url"}
+    assert len(base64.b64decode(secret["data"]["secret"])) == 48
+
+
+def test_existing_secrets_are_referenced_not_rendered(full_docs: list[Manifest]) -> None:
+    assert kinds(full_docs, "Secret") == []
+    for dep in kinds(full_docs, "Deployment"):
+        env = container_env(dep)
+        refs = {n: env[n]["valueFrom"]["secretKeyRef"] for n in env if "valueFrom" in env[n]
+                and "secretKeyRef" in env[n]["valueFrom"]}  # fmt: skip
+        assert refs == {
+            "SOCKETHUB_SECRET": {"name": "sockethub-secrets", "key": "server-secret"},
+            "SOCKETHUB_LOG_KEYS": {"name": "sockethub-secrets", "key": "log-keys",
+                                   "optional": True},
+            "SOCKETHUB_REDIS_URL": {"name": "sockethub-redis", "key": "url"},
+            "SOCKETHUB_KAFKA_SASL_PASSWORD": {"name": "sockethub-kafka-user", "key": "password"},
+        }  # fmt: skip
+
+
+@pytest.mark.parametrize("which", ["default", "full"])
+def test_pods_are_locked_down(request: pytest.FixtureRequest, which: str) -> None:
+    docs: list[Manifest] = request.getfixturevalue(f"{which}_docs")
+    deployments = kinds(docs, "Deployment")
+    assert len(deployments) == 6
+    for dep in deployments:
+        pod = dep["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (container,) = pod["containers"]
+        ctx = container["securityContext"]
+        assert ctx["readOnlyRootFilesystem"] is True
+        assert ctx["allowPrivilegeEscalation"] is False
+        assert ctx["capabilities"] == {"drop": ["ALL"]}
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+        assert any(v["name"] == "tmp" and "emptyDir" in v for v in pod["volumes"])
+        assert pod["serviceAccountName"] == ("sockethub" if which == "full" else "sh-sockethub")
+
+
+def test_full_values_turn_everything_on(full_docs: list[Manifest]) -> None:
+    ingress = one(full_docs, "Ingress", "sh-sockethub")
+    assert ingress["spec"]["tls"] == [
+        {"hosts": ["sockethub.example.test"], "secretName": "sockethub-tls"}
+    ]
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+
+    hpa = one(full_docs, "HorizontalPodAutoscaler", "sh-sockethub-gateway")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "sh-sockethub-gateway"
+    assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu", "memory"]
+    gateway = one(full_docs, "Deployment", "sh-sockethub-gateway")
+    assert "replicas" not in gateway["spec"]  # the HPA owns it
+
+    pdb = one(full_docs, "PodDisruptionBudget", "sh-sockethub-gateway")
+    assert pdb["spec"]["minAvailable"] == 2
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= (
+        gateway["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+    monitor = one(full_docs, "ServiceMonitor", "sh-sockethub-gateway")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s"}
+    ]
+    service = one(full_docs, "Service", "sh-sockethub")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+
+    common = one(full_docs, "ConfigMap", "sh-sockethub-common")["data"]
+    assert common["SOCKETHUB_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert common["SOCKETHUB_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert common["SOCKETHUB_KAFKA_SSL_CAFILE"] == "/etc/sockethub/kafka-ca/ca.crt"
+    assert common["SOCKETHUB_AUDIT_RETENTION_MS"] == "-1"
+    assert common["SOCKETHUB_SCHEMA_REGISTRY_URL"] == "https://schema-registry.example.test"
+    for dep in kinds(full_docs, "Deployment"):
+        pod = dep["spec"]["template"]["spec"]
+        assert {"name": "kafka-ca", "secret": {"secretName": "kafka-cluster-ca",
+                "items": [{"key": "ca.crt", "path": "ca.crt"}]}} in pod["volumes"]  # fmt: skip
+        mounts = pod["containers"][0]["volumeMounts"]
+        assert {"name": "kafka-ca", "mountPath": "/etc/sockethub/kafka-ca",
+                "readOnly": True} in mounts  # fmt: skip
+
+    gateway_config = one(full_docs, "ConfigMap", "sh-sockethub-gateway")["data"]
+    assert gateway_config["SOCKETHUB_ALLOWED_ORIGINS"] == "https://sockethub.example.test"
+
+
+# --- the schema and the chart's own checks refuse bad values ------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "kafka.securityProtocol=TLS",
+        "kafka.bootstrapServers=",
+        "kafka.bootstrapServers=no-port",
+        "kafka.sasl.mechanism=GSSAPI",
+        "gateway.replicaCount=0",
+        "gateway.port=70000",
+        "logLevel=verbose",
+        "image.pullPolicy=Sometimes",
+        "runners.platforms.smtp.enabled=true",
+        "runners.platforms.irc.replicas=-1",
+        "redis.url=http://redis:6379",
+        "unknownTopLevelKey=1",
+    ],
+)
+def test_schema_rejects_bad_values(helm_bin: Path, bad: str) -> None:
+    for command in (["template", "sh"], ["lint"]):
+        result = _helm(helm_bin, *command, str(CHART), "--set", bad)
+        assert result.returncode != 0, f"helm {command[0]} accepted {bad}"
+        assert "schema" in (result.stdout + result.stderr).lower(), result.stderr
+
+
+def test_sasl_without_a_password_is_refused(helm_bin: Path) -> None:
+    result = _helm(
+        helm_bin, "template", "sh", str(CHART),
+        "--set", "kafka.securityProtocol=SASL_SSL", "--set", "kafka.sasl.mechanism=PLAIN",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "kafka.sasl.password or kafka.sasl.existingSecret is required" in result.stderr
