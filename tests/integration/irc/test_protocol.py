@@ -88,7 +88,7 @@ async def test_nick_in_use_is_a_clear_error(ngircd: Ngircd) -> None:
 
 
 async def test_server_password(ngircd_password: Ngircd) -> None:
-    with pytest.raises(IrcError, match="password incorrect|Bad password"):
+    with pytest.raises(IrcError, match=r"password incorrect|Bad password"):
         await IrcClient(config(ngircd_password, password="wrong")).connect()
     good = IrcClient(config(ngircd_password, password="letmein"))
     await good.connect()
