@@ -87,7 +87,7 @@
       { class: `entry ${direction}${failed ? " failed" : ""}`, "data-event": event },
       el(
         "details",
-        text.length < 4000 ? { open: "" } : {},
+        text.length < 2000 ? { open: "" } : {}, // big results start folded
         el("summary", {}, `${arrow} ${event}${type}`, el("time", {}, time)),
         el("pre", {}, text),
       ),
@@ -163,6 +163,7 @@
         const section = $(id);
         const enabled = contexts.has(id);
         section.classList.toggle("disabled", !enabled);
+        section.inert = !enabled;
         section.querySelector(".off-note")?.remove();
         if (!enabled) {
           section.querySelector("h2").after(

@@ -18,6 +18,9 @@ TEST_PACKAGES = {"ngircd": "ngircd", "prosody": "prosody", "chromium": "chromium
 
 _SBIN = ("/usr/sbin", "/usr/bin", "/sbin")
 
+DEMO_DIR = Path(__file__).resolve().parents[2] / "gateway" / "demo"
+"""The npm package of the demo's browser bundles (``gateway.demo`` serves them)."""
+
 
 def _have(program: str) -> bool:
     return shutil.which(program) is not None or any(
@@ -46,10 +49,14 @@ def provision(*, tests: bool = False, repo: Path | None = None) -> None:
         _apt_install(missing)
     libs = ensure_kafka_libs()
     print(f"Kafka {KAFKA_VERSION} ready in {libs}", flush=True)
+    # The browser bundles the gateway serves (/socket.io.js, /sockethub-client.js), beside
+    # gateway/demo wherever it is installed: `make run` needs them too.
+    _npm_ci(DEMO_DIR)
     if tests:
-        js = (repo or Path.cwd()) / "tests" / "js"
-        if (js / "package.json").exists():
-            _npm_ci(js)
+        root = repo or Path.cwd()
+        for js in (root / "tests" / "js", root / "tests" / "e2e" / "browser"):
+            if (js / "package.json").exists():
+                _npm_ci(js)
 
 
 def _npm_ci(folder: Path) -> None:

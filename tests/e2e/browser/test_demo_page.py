@@ -1,0 +1,179 @@
+"""The demo page in a real browser: Debian's chromium, driven by playwright-core.
+
+The real stack runs behind it: Kafka and Redis (session fixtures), a gateway process,
+dummy and feeds runner processes, and a loopback HTTP server with a small RSS feed
+(allow-listed for the feeds runner). The page is the one the gateway serves at ``/``,
+with the bundles it serves at ``/socket.io.js`` and ``/sockethub-client.js``.
+
+A missing chromium, node or playwright-core fails the test: it is never a skip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from platform_runners.registry import BUILTINS
+from sockethub.devstack.processes import free_port
+from tests.fixtures.gateway import REPO, GatewayFactory, http_get, wait_ready
+from tests.fixtures.runners import RunnerStack
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.timeout(600)]
+
+HERE = Path(__file__).resolve().parent
+FEED = HERE / "feed.xml"
+DRIVER = HERE / "drive_demo.mjs"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts"
+SCREENSHOT = ARTIFACTS / "demo.png"
+FEED_TITLES = [  # newest first, as the feeds platform lists them
+    'Third post: <script>alert("not run")</script>',
+    "Second post: runners behind Kafka",
+    "First post: the gateway speaks Sockethub",
+]
+
+
+class _FeedHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path != "/feed.xml":
+            self.send_error(404)
+            return
+        body = FEED.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/rss+xml; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def feed_url() -> Iterator[str]:
+    """``http://127.0.0.1:<port>/feed.xml``, served from a thread of the test process."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FeedHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/feed.xml"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _entry_point_shim(root: Path) -> str | None:
+    """Declares the feeds platform as a ``sockethub.platforms`` entry point, only while the
+    runner registry does not list it as a built-in yet (the runner finds it either way)."""
+    if "feeds" in BUILTINS:
+        return None
+    dist = root / "sockethub_demo_feeds-0.0.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: sockethub-demo-feeds\nVersion: 0.0.0\n"
+    )
+    (dist / "entry_points.txt").write_text(
+        "[sockethub.platforms]\nfeeds = platform_runners.feeds:FeedsPlatform\n"
+    )
+    return str(root)
+
+
+@pytest.fixture
+def demo_stack(
+    kafka_bootstrap: str, redis_url: str, stack_env: dict[str, str], tmp_path: Path
+) -> Iterator[RunnerStack]:
+    """Dummy and feeds runners on their own topic prefix, fetching from loopback allowed."""
+    env = {**stack_env, "SOCKETHUB_FETCH_ALLOWLIST": "127.0.0.1/32"}
+    shim = _entry_point_shim(tmp_path / "shim")
+    if shim is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (shim, os.environ.get("PYTHONPATH")) if p)
+    stack = RunnerStack(
+        kafka_bootstrap, redis_url, f"demo{uuid.uuid4().hex[:8]}", tmp_path / "logs", env
+    )
+    stack.logs.mkdir()
+    runners = [stack.runner("dummy"), stack.runner("feeds")]
+    try:
+        for runner in runners:
+            runner.wait_for_log("runner.partitions.assigned", timeout=180)
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+def _browser_tooling() -> list[str]:
+    """What is missing to drive the browser (an empty list when all is there)."""
+    missing = []
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        missing.append(f"chromium ({CHROMIUM}; apt-get install chromium)")
+    if shutil.which("node") is None:
+        missing.append("node (Node.js 20)")
+    if not (HERE / "node_modules" / "playwright-core" / "package.json").is_file():
+        missing.append(f"playwright-core in {HERE} (run `sockethub provision --tests`)")
+    return missing
+
+
+def test_demo_page_in_chromium(
+    gateway_factory: GatewayFactory, demo_stack: RunnerStack, feed_url: str
+) -> None:
+    missing = _browser_tooling()
+    assert not missing, "the browser test needs: " + "; ".join(missing)
+
+    # The page's origin must be an allowed one, as http://127.0.0.1:10550 is for `make run`;
+    # so the port is chosen here (the factory records its own pick, hence the replace).
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    started = gateway_factory(
+        topic_prefix=demo_stack.prefix,
+        port=port,
+        allowed_origins=origin,
+        wait=False,
+    )
+    gateway = dataclasses.replace(started, port=port)
+    wait_ready(gateway)
+    status, body = http_get(f"{gateway.url}/socket.io.js")
+    assert status == 200, f"/socket.io.js answered {status}: {body[:200]!r}"
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    SCREENSHOT.unlink(missing_ok=True)
+    run = subprocess.run(
+        ["node", str(DRIVER), f"{origin}/", feed_url, str(SCREENSHOT)],
+        cwd=HERE,
+        env={**os.environ, "CHROMIUM": CHROMIUM},
+        capture_output=True,
+        text=True,
+        timeout=420,
+        check=False,
+    )
+    assert run.returncode == 0, (
+        f"browser run failed ({run.returncode}):\n{run.stderr[-4000:]}\n{run.stdout[-2000:]}\n"
+        f"gateway log:\n{gateway.log_text()[-3000:]}"
+    )
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+
+    assert seen["problems"] == [], seen["problems"]
+    assert seen["status"].startswith("Connected to 127.0.0.1:"), seen["status"]
+    assert all(p in seen["platforms"] for p in ("dummy", "feeds", "metadata", "irc", "xmpp"))
+    assert seen["echo"] == "dummy answered echo: hello from headless chromium"
+
+    assert seen["feedSummary"] == "Demo Test Feed: 3 items"
+    assert [item["title"] for item in seen["feedItems"]] == FEED_TITLES
+    hrefs = [item["href"] for item in seen["feedItems"]]
+    assert hrefs[1:] == ["http://127.0.0.1/posts/2", "http://127.0.0.1/posts/1"]
+    assert hrefs[0] is None or hrefs[0].startswith("http"), "a javascript: link became a link"
+
+    out = [t["event"] for t in seen["traffic"] if t["direction"] == "out"]
+    acks = [t for t in seen["traffic"] if t["event"] == "message ack"]
+    assert out == ["message", "message"], seen["traffic"]
+    assert len(acks) == 2 and not any(a["failed"] for a in acks), seen["traffic"]
+    assert SCREENSHOT.stat().st_size > 10_000
