@@ -4,7 +4,15 @@
 #
 #   docker build -t sockethub-kafka:0.1.0 .
 #
-# It installs this project (and its wheels from PyPI) and nothing else.
+# It installs this project (and its wheels from PyPI), plus the published npm
+# packages whose browser bundles the gateway serves (/socket.io.js,
+# /sockethub-client.js): `npm ci` only downloads them, nothing is compiled.
+
+FROM node:20-slim AS bundles
+WORKDIR /bundles
+COPY gateway/demo/package.json gateway/demo/package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -26,6 +34,9 @@ COPY schemas ./schemas
 COPY sockethub ./sockethub
 RUN pip install . \
  && rm -rf /opt/sockethub/build /root/.cache
+# gateway.demo serves the bundles from node_modules beside its module.
+COPY --from=bundles /bundles/node_modules \
+     /usr/local/lib/python3.11/site-packages/gateway/demo/node_modules
 
 USER 10001:10001
 WORKDIR /home/sockethub

@@ -137,6 +137,9 @@ def _helm_ldflags(version: str) -> str:
 
 def ensure_helm(version: str = HELM_VERSION) -> Path:
     """The path of a ``helm`` binary of ``version``, built on first use."""
+    final = tools_dir() / f"helm-{version}" / "helm"
+    if os.access(final, os.X_OK):
+        return final
     go = _go()
     tools_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="helm-", dir=tools_dir()) as tmp:
