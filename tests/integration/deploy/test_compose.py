@@ -162,6 +162,16 @@ def test_secrets_are_required_from_the_env_file(compose_cmd: list[str], workdir:
     assert "REDIS_PASSWORD" in result.stderr or "SOCKETHUB_SECRET" in result.stderr
 
 
+def test_the_demo_password_is_only_for_the_demo(compose_cmd: list[str], workdir: Path) -> None:
+    core = workdir.parent / "core"
+    shutil.copytree(workdir, core)
+    env = (core / ".env").read_text().splitlines()
+    (core / ".env").write_text("\n".join(line for line in env if "XMPP_DEMO_PASSWORD" not in line))
+    result = compose(compose_cmd, core, "config", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "XMPP_DEMO_PASSWORD" not in result.stderr
+
+
 def test_the_image_builds_from_the_top_level_dockerfile(project: Project) -> None:
     for name in {"gateway"} | RUNNERS:
         build = project["services"][name]["build"]
