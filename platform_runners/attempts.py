@@ -9,6 +9,7 @@ answer is committed is marked done, so a late redelivery is skipped.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 import redis
@@ -29,18 +30,41 @@ class Attempts:
         self._redis = client
         self._prefix = f"{prefix}:runner:{platform}:attempts:"
         self._exit_key = exit_key(prefix, platform)
+        self._batch: list[tuple[str, asyncio.Future[int]]] = []
+        self._tasks: set[asyncio.Future[None]] = set()
 
     def _key(self, activity_id: str) -> str:
         return self._prefix + activity_id
 
     async def begin(self, activity_id: str) -> int:
-        """Count one more attempt; a negative result means the request was answered already."""
-        key = self._key(activity_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, COUNTER_TTL_S)
-            count, _ = await pipe.execute()
-        return int(count)
+        """Count one more attempt; a negative result means the request was answered already.
+
+        Calls made in the same event-loop turn share one pipelined round trip."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._batch.append((self._key(activity_id), future))
+        if len(self._batch) == 1:
+            task = asyncio.ensure_future(self._begin_batch())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _begin_batch(self) -> None:
+        await asyncio.sleep(0)  # let the other lanes of this turn join the batch
+        batch, self._batch = self._batch, []
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, _ in batch:
+                    pipe.incr(key)
+                    pipe.expire(key, COUNTER_TTL_S)
+                replies = await pipe.execute()
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), count in zip(batch, replies[::2], strict=True):
+            if not future.done():
+                future.set_result(int(count))
 
     async def abandon(self, activity_ids: Iterable[str]) -> None:
         """Take back attempts that ended without a crash (shutdown, rebalance, timeout)."""

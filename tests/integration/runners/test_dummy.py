@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from schemas.platform_registry import canonical_context
@@ -14,7 +16,7 @@ async def test_verbs_answer_as_the_spec_says(
     runner_stack: RunnerStack, fake_gateway: FakeGateway
 ) -> None:
     route = runner_stack.reply_topic
-    runner = runner_stack.runner(greeting="Howdy")
+    runner = runner_stack.runner(greeting="Howdy", shutdown_grace=1)
     requests = [
         echo_request("s1", 1, verb="echo", reply_route=route),
         echo_request("s1", 2, verb="greet", content="there", reply_route=route),
@@ -45,4 +47,12 @@ async def test_verbs_answer_as_the_spec_says(
     await fake_gateway.settle(1.0)
     assert requests[4].activity_id not in {r.activity_id for r in fake_gateway.results}
     assert runner.alive()
-    assert runner.terminate() == 0
+    assert runner.terminate() == 0  # SIGTERM with the hang in flight: gives it back, exits 0
+
+    # The hang was given back, not crashed on: its next runner gets no crash notice.
+    again = runner_stack.runner(shutdown_grace=1)
+    await asyncio.to_thread(again.wait_for_log, "runner.partitions.assigned")
+    await fake_gateway.send([echo_request("s3", 2, verb="echo", reply_route=route)])
+    await fake_gateway.wait_for(lambda g: len(g.results) >= 6, what="the echo after restart")
+    assert fake_gateway.events == []
+    assert len(fake_gateway.results) == 6

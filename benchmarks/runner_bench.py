@@ -1,0 +1,196 @@
+"""One runner process's throughput: dummy echoes per second, with and without transactions.
+
+Run: ``.venv/bin/python benchmarks/runner_bench.py [--requests 20000] [--json]``. Without
+``--bootstrap``/``--redis-url`` it starts its own Kafka broker and Redis on free loopback
+ports. For each mode the request topic is filled first, then one runner process
+(``sockethub runner --platform dummy``) is started; the rate is measured from its first
+answer to its last, as a ``read_committed`` reader sees them (so startup and the consumer
+group join are excluded, and transactional answers count only once committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from platform_runners.settings import RunnerSettings
+from schemas.codec import Codec
+from schemas.envelopes import Request
+from schemas.kafka_clients import client_kwargs, ensure_topics
+from schemas.platform_registry import canonical_context
+from schemas.topics import REPLY_PARTITIONS, TopicLayout
+from sockethub.devstack.kafka import KafkaBroker
+from sockethub.devstack.processes import free_port, spawn, stop
+from sockethub.devstack.redis import RedisServer
+
+GATEWAY = "bench-gw"
+
+
+def _request(session: str, n: int, route: str) -> Request:
+    activity = {
+        "@context": canonical_context("dummy"),
+        "type": "echo",
+        "id": f"{session}-{n}",
+        "actor": {"id": f"{session}@example.org", "type": "person"},
+        "object": {"type": "message", "content": f"hello {n}"},
+    }
+    return Request(session, route, "dummy", "echo", activity, correlation_id=f"{session}-{n}")
+
+
+async def _fill(settings: RunnerSettings, layout: TopicLayout, count: int, sessions: int) -> None:
+    codec = Codec.from_settings(settings)
+    producer = AIOKafkaProducer(
+        **client_kwargs(settings), acks="all", linger_ms=10, max_batch_size=256 * 1024
+    )
+    await producer.start()
+    try:
+        route = layout.replies(GATEWAY)
+        futures = []
+        for n in range(count):
+            request = _request(f"s{n % sessions}", n // sessions, route)
+            value, headers = codec.encode(request)
+            futures.append(
+                await producer.send(
+                    layout.requests("dummy"),
+                    value,
+                    key=request.session_id.encode(),
+                    headers=headers,
+                )
+            )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _measure(
+    settings: RunnerSettings, layout: TopicLayout, count: int, within: float
+) -> tuple[float, float]:
+    """(seconds from the first answer to the last, seconds from start to the last)."""
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings),
+        group_id=None,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        fetch_max_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    started = time.perf_counter()
+    first: float | None = None
+    seen = 0
+    try:
+        topic = layout.replies(GATEWAY)
+        consumer.assign([TopicPartition(topic, p) for p in range(REPLY_PARTITIONS)])
+        while seen < count:
+            if time.perf_counter() - started > within:
+                raise TimeoutError(f"only {seen} of {count} answers within {within}s")
+            batch = await consumer.getmany(timeout_ms=200, max_records=10000)
+            got = sum(len(m) for m in batch.values())
+            if got and first is None:
+                first = time.perf_counter()
+            seen += got
+    finally:
+        await consumer.stop()
+    end = time.perf_counter()
+    assert first is not None
+    return end - first, end - started
+
+
+def _run_mode(
+    base: dict[str, str], transactions: bool, args: argparse.Namespace, logs: Path
+) -> dict[str, Any]:
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        **base,
+        "SOCKETHUB_TOPIC_PREFIX": prefix,
+        "SOCKETHUB_TRANSACTIONS": "true" if transactions else "false",
+        "SOCKETHUB_CONCURRENCY": str(args.concurrency),
+        "SOCKETHUB_LOG_LEVEL": "WARNING",
+    }
+    settings = RunnerSettings(
+        kafka_bootstrap=base["SOCKETHUB_KAFKA_BOOTSTRAP"],
+        redis_url=base["SOCKETHUB_REDIS_URL"],
+        topic_prefix=prefix,
+    )
+    layout = TopicLayout(settings)
+    asyncio.run(ensure_topics(settings, layout.specs(["dummy"], [GATEWAY])))
+    asyncio.run(_fill(settings, layout, args.requests, args.sessions))
+    cmd = [sys.executable, "-m", "sockethub.cli", "runner", "--platform", "dummy"]
+    proc = spawn(cmd, log_path=logs / f"runner-{prefix}.log", env=env)
+    try:
+        busy, total = asyncio.run(_measure(settings, layout, args.requests, args.timeout))
+    finally:
+        code = stop(proc)
+    return {
+        "mode": "transactions" if transactions else "at-least-once",
+        "requests": args.requests,
+        "sessions": args.sessions,
+        "concurrency": args.concurrency,
+        "requests_per_s": round((args.requests - 1) / busy, 1) if busy > 0 else None,
+        "seconds": round(busy, 2),
+        "seconds_incl_startup": round(total, 2),
+        "runner_exit": code,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", help="Kafka to use (default: start one)")
+    parser.add_argument("--redis-url", help="Redis to use (default: start one)")
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--modes", default="transactions,at-least-once")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="runner-bench-"))
+    started: list[KafkaBroker | RedisServer] = []
+    try:
+        bootstrap = args.bootstrap
+        if not bootstrap:
+            broker = KafkaBroker(work / "kafka", port=free_port(), controller_port=free_port())
+            broker.start()
+            started.append(broker)
+            bootstrap = broker.bootstrap
+        redis_url = args.redis_url
+        if not redis_url:
+            redis = RedisServer(work / "redis", port=free_port())
+            redis.start()
+            started.append(redis)
+            redis_url = redis.url
+        base = {"SOCKETHUB_KAFKA_BOOTSTRAP": bootstrap, "SOCKETHUB_REDIS_URL": redis_url}
+        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        rows = [_run_mode(base, mode == "transactions", args, work) for mode in modes]
+    finally:
+        for service in reversed(started):
+            service.stop()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    head = ("mode", "requests", "sessions", "req/s", "seconds", "w/ startup")
+    print(f"{head[0]:<15} {head[1]:>9} {head[2]:>9} {head[3]:>10} {head[4]:>8} {head[5]:>11}")
+    for row in rows:
+        print(
+            f"{row['mode']:<15} {row['requests']:>9} {row['sessions']:>9} "
+            f"{row['requests_per_s']:>10} {row['seconds']:>8} {row['seconds_incl_startup']:>11}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
