@@ -83,7 +83,7 @@ class Harness:
         return {"id": f"{channel.lstrip('#')}@{self.host}", "type": "room", "name": channel}
 
     def credentials_for(self, session: str, nick: str, **extra: Any) -> None:
-        obj = {"type": "credentials", "nick": nick, "server": self.host}
+        obj: JSONDict = {"type": "credentials", "nick": nick, "server": self.host}
         obj.update({"port": self.server.port, "secure": False, **extra})
         activity = {"type": "credentials", "actor": self.actor(nick), "object": obj}
         self.credentials.stored[(session, "irc", f"{nick}@{self.host}")] = activity

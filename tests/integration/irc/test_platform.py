@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import pytest
 
@@ -16,6 +18,10 @@ async def until(predicate: Callable[[], bool], within: float = 20.0) -> None:
     async with asyncio.timeout(within):
         while not predicate():  # noqa: ASYNC110 - polling plain lists
             await asyncio.sleep(0.05)
+
+
+def sent_to(h: Harness, session: str) -> bool:
+    return any(a["type"] == "send" for a in h.sink.of(session))
 
 
 def message(content: str) -> dict[str, str]:
@@ -38,11 +44,9 @@ async def test_two_identities_talk_in_a_channel(ngircd: Ngircd) -> None:
         await h.call("s1", "send", alice, target=h.room("#plat"), object=message("/me waves"))
         await h.call("s1", "send", alice, target=h.room("#plat"), object=message("/notice psst"))
 
-        def got(kind: str) -> list[dict[str, object]]:
+        def got(kind: str) -> list[dict[str, Any]]:
             return [
-                a
-                for a in h.sink.of("s2")
-                if a["type"] == "send" and a["object"]["type"] == kind  # type: ignore[index]
+                a for a in h.sink.of("s2") if a["type"] == "send" and a["object"]["type"] == kind
             ]
 
         await until(lambda: bool(got("message") and got("me") and got("notice")))
@@ -120,7 +124,7 @@ async def test_shared_connection_fans_out_and_closes_after_grace(ngircd_password
         await h.call("s3", "join", other, target=h.room("#shared"))
         await h.call("s3", "send", other, target=h.room("#shared"), object=message("to both"))
         for session in ("s1", "s2"):
-            await until(lambda s=session: any(a["type"] == "send" for a in h.sink.of(s)))
+            await until(partial(sent_to, h, session))
         routes = {r for s, _, r in h.sink.events if s in ("s1", "s2")}
         assert routes == {"route-s1", "route-s2"}
         await h.platform.session_closed("s1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,7 @@ async def until(predicate: Callable[[], bool], within: float = 20.0) -> None:
             await asyncio.sleep(0.05)
 
 
-def connection(server: Ngircd, seen: list[Message], **extra: object) -> IrcConnection:
+def connection(server: Ngircd, seen: list[Message], **extra: Any) -> IrcConnection:
     return IrcConnection(
         config(server, **extra),
         on_message=seen.append,
