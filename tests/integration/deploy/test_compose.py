@@ -180,3 +180,23 @@ def test_the_image_builds_from_the_top_level_dockerfile(project: Project) -> Non
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "FROM python:3.11-slim" in dockerfile
     assert "\nUSER 10001:10001\n" in dockerfile
+
+
+def test_every_setting_is_a_known_valid_setting(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.settings import GatewaySettings
+    from platform_runners.settings import RunnerSettings
+
+    for name in {"gateway"} | RUNNERS:
+        model = GatewaySettings if name == "gateway" else RunnerSettings
+        env = {k: v for k, v in project["services"][name]["environment"].items() if v}
+        known = {f"SOCKETHUB_{field.upper()}" for field in model.model_fields}
+        assert set(env) - known == set(), f"{name}: unknown settings"
+        for var in list(os.environ):
+            if var.startswith("SOCKETHUB_"):
+                monkeypatch.delenv(var)
+        for var, value in env.items():
+            monkeypatch.setenv(var, value)
+        settings = model()  # raises on a value the program would refuse
+        assert settings.replication_factor == 1

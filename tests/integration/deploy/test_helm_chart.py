@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -376,3 +377,45 @@ def test_sasl_without_a_password_is_refused(helm_bin: Path) -> None:
     )  # fmt: skip
     assert result.returncode != 0
     assert "kafka.sasl.password or kafka.sasl.existingSecret is required" in result.stderr
+
+
+# --- the settings the chart renders are ones the programs read ----------------------------
+
+
+def _settings_env(docs: list[Manifest], deployment: Manifest) -> dict[str, str]:
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env: dict[str, str] = {}
+    for source in container["envFrom"]:
+        env |= one(docs, "ConfigMap", source["configMapRef"]["name"])["data"]
+    for var in container["env"]:
+        env[var["name"]] = var.get("value", "from-a-secret")
+    env["SOCKETHUB_REDIS_URL"] = "redis://127.0.0.1:6379/0"
+    env.pop("SOCKETHUB_LOG_KEYS", None)  # a key ring has a format; its parsing is tested elsewhere
+    return env
+
+
+@pytest.mark.parametrize("which", ["default", "full"])
+def test_every_rendered_setting_is_a_known_valid_setting(
+    request: pytest.FixtureRequest, which: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.settings import GatewaySettings
+    from platform_runners.settings import RunnerSettings
+
+    docs: list[Manifest] = request.getfixturevalue(f"{which}_docs")
+    for dep in kinds(docs, "Deployment"):
+        gateway = dep["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
+        model = GatewaySettings if gateway else RunnerSettings
+        env = _settings_env(docs, dep)
+        known = {f"SOCKETHUB_{name.upper()}" for name in model.model_fields}
+        assert set(env) - known == set(), f"{dep['metadata']['name']}: unknown settings"
+        for name in list(os.environ):
+            if name.startswith("SOCKETHUB_"):
+                monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        settings = model()  # raises on a value the program would refuse
+        assert (
+            settings.kafka_bootstrap
+            == one(docs, "ConfigMap", "sh-sockethub-common")["data"]["SOCKETHUB_KAFKA_BOOTSTRAP"]
+        )
