@@ -74,6 +74,8 @@ class ProtocolHandlers:
         metrics: GatewayMetrics,
     ) -> None:
         self._sio = sio
+        self._no_ack: object = sio.not_handled
+        """Returned by a handler to send no acknowledgement at all (a dropped event)."""
         self._settings = settings
         self._registry = registry
         self._bridge = bridge
@@ -184,20 +186,18 @@ class ProtocolHandlers:
 
     # -- events ----------------------------------------------------------------
 
-    async def schemas(self, sid: str, *args: object) -> JSONDict | None:
+    async def schemas(self, sid: str, *args: object) -> object:
         if await self._admit(sid) is None:
-            return None
+            return self._no_ack
         if ACK_WANTED.get():
             return self._registry.schemas_ack(args[0] if args else None)
         await self._sio.emit("schemas", self._registry.payload(), to=sid)
         return None
 
-    async def activity_object(
-        self, sid: str, payload: object = None, *_: object
-    ) -> JSONDict | None:
+    async def activity_object(self, sid: str, payload: object = None, *_: object) -> object:
         session = await self._admit(sid)
         if session is None:
-            return None
+            return self._no_ack
         try:
             obj = validate_activity_object(payload)
         except ActivityError as err:
@@ -205,10 +205,10 @@ class ProtocolHandlers:
         session.remember_object(obj)
         return obj
 
-    async def credentials(self, sid: str, payload: object = None, *_: object) -> JSONDict | None:
+    async def credentials(self, sid: str, payload: object = None, *_: object) -> object:
         session = await self._admit(sid)
         if session is None:
-            return None
+            return self._no_ack
         if self._over_inflight(session):
             return error_ack(payload, self._inflight_error())
         session.inflight += 1
@@ -265,10 +265,10 @@ class ProtocolHandlers:
         except DeliveryError:
             log.warning("credentials_audit_not_sent", session_id=session.sid)
 
-    async def message(self, sid: str, payload: object = None, *_: object) -> JSONDict | None:
+    async def message(self, sid: str, payload: object = None, *_: object) -> object:
         session = await self._admit(sid)
         if session is None:
-            return None
+            return self._no_ack
         if self._over_inflight(session):
             self._metrics.activity("unknown", "in", "limited")
             return error_ack(payload, self._inflight_error())

@@ -207,7 +207,7 @@
       actor: { id: "demo@dummy", type: "person", name: "Demo" },
       object: { type: "message", content: $("dummy-content").value },
     });
-    if (ack.error) showResult(result, `Error: ${ack.error}`, true);
+    if (ack.error) showResult(result, ack.error, true);
     else showResult(result, `${ack.actor?.id ?? "?"} answered ${ack.type}: ${ack.object?.content}`);
   });
 
@@ -390,15 +390,25 @@
       /** An event the platform pushed: a message, a join or leave, a topic, an error. */
       incoming(activity) {
         const who = activity.actor?.name || activity.actor?.id || "";
-        const content = activity.object?.content ?? "";
+        const object = activity.object ?? {};
+        const content = object.content ?? "";
+        const private_ = activity.target?.type === "person" ? " (private)" : "";
         if (activity.error) line("error", null, activity.error);
-        else if (activity.type === "send") line("theirs", who, content);
-        else if (activity.type === "join" || activity.type === "leave") {
-          line("notice", null, `${who} ${activity.type === "join" ? "joined" : "left"}`);
-        } else if (activity.type === "update" && activity.object?.type === "topic") {
+        else if (activity.type === "send" && object.type === "me") {
+          line("theirs", `* ${who}`, content);
+        } else if (activity.type === "send") {
+          line("theirs", `${who}${private_}${object.type === "notice" ? " (notice)" : ""}`,
+            content);
+        } else if (activity.type === "join") line("notice", null, `${who} joined`);
+        else if (activity.type === "leave") {
+          line("notice", null, `${who} left${content ? `: ${content}` : ""}`);
+        } else if (activity.type === "update" && object.type === "topic") {
           line("notice", null, `topic: ${content}`);
-        } else if (activity.type === "update" && activity.object?.type === "presence") {
-          line("notice", null, `${who} is ${activity.object.presence}`);
+        } else if (activity.type === "update" && object.type === "address") {
+          line("notice", null, `${who} is now ${activity.target?.name || activity.target?.id}`);
+        } else if (activity.type === "update" && object.type === "presence") {
+          const state = object.presence || (object.role ? `here (${object.role})` : "here");
+          line("notice", null, `${who} is ${state}${content ? `: ${content}` : ""}`);
         } else line("notice", null, `${activity.type} from ${who}`);
       },
     };
