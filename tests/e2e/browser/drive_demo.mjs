@@ -89,6 +89,7 @@ try {
   const status = await page.locator("#status").textContent();
   const platforms = await page.locator("#platforms").textContent();
 
+  await page.evaluate(() => window.scrollTo(0, 0)); // the traffic pane is sticky
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(
     JSON.stringify({ status, platforms, echo, feedSummary, feedItems, traffic, problems }),
