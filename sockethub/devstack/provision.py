@@ -57,6 +57,12 @@ def provision(*, tests: bool = False, repo: Path | None = None) -> None:
         for js in (root / "tests" / "js", root / "tests" / "e2e" / "browser"):
             if (js / "package.json").exists():
                 _npm_ci(js)
+        # Built from source with Go on first use (minutes), then cached: the deploy tests
+        # render the Helm chart and the Compose project with them.
+        from sockethub.devstack.tools import ensure_compose, ensure_helm
+
+        print(f"helm ready: {ensure_helm()}", flush=True)
+        print(f"compose ready: {' '.join(ensure_compose())}", flush=True)
 
 
 def _npm_ci(folder: Path) -> None:
