@@ -20,6 +20,7 @@ BUILTINS: dict[str, str] = {
     "feeds": "platform_runners.feeds:FeedsPlatform",
     "metadata": "platform_runners.metadata:MetadataPlatform",
     "irc": "platform_runners.irc.platform:IrcPlatform",
+    "xmpp": "platform_runners.xmpp.platform:XmppPlatform",
 }
 """Built-in platforms as ``module:attribute``, imported only when that platform runs."""
 

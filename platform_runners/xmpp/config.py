@@ -1,0 +1,100 @@
+"""From Sockethub's XMPP credentials object to where and how to connect.
+
+``server`` may be ``xmpp://host:port``, ``xmpps://host:port`` (direct TLS),
+``host:port`` or ``host``; an explicit ``port`` wins over the one in ``server``.
+Without ``server`` the JID's domain is dialled directly on 5222: no DNS SRV
+lookup, so a deployment decides exactly where credentials are sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PORT = 5222
+DEFAULT_TLS_PORT = 5223
+
+
+class XmppSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SOCKETHUB_XMPP_", extra="ignore")
+
+    tls_verify: bool = Field(True, description="Verify XMPP servers' TLS certificates")
+    ca_file: str | None = Field(None, description="CA bundle for XMPP TLS (default: the system's)")
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait for an XMPP server's answer")
+    reconnect_window: float = Field(
+        60.0, ge=0, description="Seconds to keep reconnecting after an XMPP server went away"
+    )
+
+
+class ConfigError(ValueError):
+    """Credentials that cannot name a server or an account (the text is client-facing)."""
+
+
+@dataclass(frozen=True)
+class XmppConfig:
+    jid: str
+    """The bare account address, ``user@domain``."""
+    password: str = field(repr=False)
+    resource: str
+    host: str
+    port: int
+    direct_tls: bool = False
+    tls_verify: bool = True
+    ca_file: str | None = None
+    timeout: float = 30.0
+
+    @property
+    def domain(self) -> str:
+        return self.jid.rsplit("@", 1)[1]
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _server(server: str) -> tuple[str, int | None, bool]:
+    """(host, port or None, direct TLS) from the ``server`` credential."""
+    text = server.strip()
+    if "://" not in text:
+        text = f"xmpp://{text}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("xmpp", "xmpps") or not parts.hostname:
+        raise ConfigError(f"cannot use XMPP server {server!r}: expected xmpp://host:port")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"cannot use XMPP server {server!r}: bad port") from None
+    return parts.hostname, port, parts.scheme == "xmpps"
+
+
+def config_from(credentials: dict[str, Any], options: XmppSettings) -> XmppConfig:
+    """The connection settings of a credentials activity (or its bare ``object``)."""
+    obj = credentials.get("object", credentials)
+    if not isinstance(obj, dict):
+        raise ConfigError("credentials have no object")
+    address = str(obj.get("userAddress") or "")
+    local, _, domain = address.partition("@")
+    if not local or not domain or "/" in domain:
+        raise ConfigError("userAddress must be a JID of the form user@server")
+    host, port, direct_tls = domain, None, False
+    if obj.get("server"):
+        host, port, direct_tls = _server(str(obj["server"]))
+    if obj.get("port"):
+        port = int(obj["port"])
+    if port is None:
+        port = DEFAULT_TLS_PORT if direct_tls else DEFAULT_PORT
+    return XmppConfig(
+        jid=f"{local}@{domain}",
+        password=str(obj.get("password") or ""),
+        resource=str(obj.get("resource") or "sockethub"),
+        host=host,
+        port=port,
+        direct_tls=direct_tls,
+        tls_verify=options.tls_verify,
+        ca_file=options.ca_file,
+        timeout=options.timeout,
+    )
