@@ -95,7 +95,12 @@ def ensure_kafka_libs(version: str = KAFKA_VERSION) -> Path:
 
 
 def new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes, URL-safe base64. Like Kafka's own, it never
+    starts with '-', which the storage tool's argument parser would take for a flag."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 @dataclass
