@@ -198,12 +198,13 @@ class ProtocolHandlers:
         session = await self._admit(sid)
         if session is None:
             return self._no_ack
-        try:
-            obj = validate_activity_object(payload)
-        except ActivityError as err:
-            return error_ack(payload, err.message, "g2")
-        session.remember_object(obj)
-        return obj
+        async with session.lock:  # later messages of the session may name this object
+            try:
+                obj = validate_activity_object(payload)
+            except ActivityError as err:
+                return error_ack(payload, err.message, "g2")
+            session.remember_object(obj)
+            return obj
 
     async def credentials(self, sid: str, payload: object = None, *_: object) -> object:
         session = await self._admit(sid)
