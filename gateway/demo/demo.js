@@ -148,9 +148,10 @@
   }
 
   function loadRegistry() {
+    logTraffic("out", "schemas", null);
     socket.emit("schemas", null, (registry) => {
       const platforms = registry && Array.isArray(registry.platforms) ? registry.platforms : [];
-      logTraffic("in", "schemas ack", {
+      logTraffic("in", "schemas ack (the registry, summarised)", {
         fingerprint: registry?.fingerprint,
         version: registry?.version,
         platforms: platforms.map((p) => p.id),

@@ -174,6 +174,6 @@ def test_demo_page_in_chromium(
 
     out = [t["event"] for t in seen["traffic"] if t["direction"] == "out"]
     acks = [t for t in seen["traffic"] if t["event"] == "message ack"]
-    assert out == ["message", "message"], seen["traffic"]
+    assert out == ["schemas", "message", "message"], seen["traffic"]
     assert len(acks) == 2 and not any(a["failed"] for a in acks), seen["traffic"]
     assert SCREENSHOT.stat().st_size > 10_000
