@@ -28,6 +28,7 @@ log = structlog.get_logger("platform_runners.xmpp.client")
 
 PLUGINS = ("xep_0030", "xep_0045", "xep_0128", "xep_0199", "xep_0203", "xep_0308")
 PRESENCE_SHOWS = frozenset({"away", "chat", "dnd", "xa"})
+MUC_USER = "{http://jabber.org/protocol/muc#user}x"
 
 
 class XmppError(Exception):
@@ -111,10 +112,21 @@ class XmppClient:
             if not outcome.done():
                 outcome.set_result(error)
 
+        no_mechanism: list[bool] = []
+
+        def auth_failed(*_: object) -> None:
+            # "no_auth" follows at once when no mechanism was even tried.
+            def decide() -> None:
+                if no_mechanism:
+                    settle(f"no usable authentication mechanism offered by {cfg.address}")
+                else:
+                    settle(f"authentication failed for {cfg.jid}: wrong address or password")
+
+            asyncio.get_running_loop().call_soon(decide)
+
         xmpp.add_event_handler("session_start", lambda _: settle(None))
-        xmpp.add_event_handler(
-            "failed_all_auth", lambda *_: settle(f"authentication failed for {cfg.jid}")
-        )
+        xmpp.add_event_handler("no_auth", lambda *_: no_mechanism.append(True))
+        xmpp.add_event_handler("failed_all_auth", auth_failed)
         xmpp.add_event_handler(
             "connection_failed",
             lambda exc: settle(f"could not connect to {cfg.address}: {_reason(exc)}"),
@@ -139,16 +151,27 @@ class XmppClient:
         self._wire(xmpp)
         try:
             await xmpp.get_roster(timeout=cfg.timeout)
+            xmpp.send_presence()
+            # A round trip: the server has our initial presence before we report success,
+            # so messages sent to our bare JID from now on reach this resource.
+            await xmpp.plugin["xep_0199"].ping(jid=cfg.domain, timeout=cfg.timeout)
         except (IqError, IqTimeout) as exc:
-            log.warning("xmpp.roster.failed", jid=cfg.jid, error=type(exc).__name__)
-        xmpp.send_presence()
+            log.warning("xmpp.login.roundtrip_failed", jid=cfg.jid, error=type(exc).__name__)
         log.info("xmpp.online", jid=self.jid, server=cfg.address)
 
     def _wire(self, xmpp: Any) -> None:
         deliver = self._deliver
+
+        def roster_presence(stanza: Any) -> None:
+            # slixmpp stops raising "presence" for a room after its first presence; all room
+            # presence comes as "groupchat_presence" instead, so take it from there only.
+            if stanza.xml.find(MUC_USER) is None:
+                deliver(stanza)
+
         xmpp.add_event_handler("message", deliver)
         xmpp.add_event_handler("message_error", deliver)
-        xmpp.add_event_handler("presence", deliver)
+        xmpp.add_event_handler("presence", roster_presence)
+        xmpp.add_event_handler("groupchat_presence", deliver)
         xmpp.add_event_handler("disconnected", lambda reason=None: self._lost(xmpp, reason))
 
     def _deliver(self, stanza: Any) -> None:

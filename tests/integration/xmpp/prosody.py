@@ -1,0 +1,155 @@
+"""A real Prosody on loopback: generated config, own data dir, foreground, test accounts.
+
+STARTTLS with a self-signed certificate for ``localhost`` (clients trust it as
+their CA file; slixmpp refuses to authenticate in the clear), no s2s (a stanza
+for another domain fails at once instead of a DNS lookup), a MUC component
+``conference.localhost`` whose rooms are created unlocked on first join.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from sockethub.devstack.processes import free_port, wait_for_port
+
+PROSODY = shutil.which("prosody") or "/usr/bin/prosody"
+PROSODYCTL = shutil.which("prosodyctl") or "/usr/bin/prosodyctl"
+DOMAIN = "localhost"
+MUC = "conference.localhost"
+HOST = "127.0.0.1"
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for ``localhost``/127.0.0.1 (and its key), good as its own CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DOMAIN)])
+    now = datetime.datetime.now(datetime.UTC)
+    names = [x509.DNSName(DOMAIN), x509.DNSName(MUC), x509.IPAddress(ipaddress.ip_address(HOST))]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@dataclass
+class Prosody:
+    directory: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "prosody.cfg.lua"
+
+    @property
+    def cert(self) -> Path:
+        """The CA file clients use to trust this server."""
+        return self.directory / "cert.pem"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "prosody.log"
+
+    @property
+    def server(self) -> str:
+        return f"xmpp://{HOST}:{self.port}"
+
+    def _config(self) -> str:
+        d = self.directory
+        return f"""
+run_as_root = true
+daemonize = false
+pidfile = "{d}/prosody.pid"
+data_path = "{d}/data"
+plugin_paths = {{ }}
+modules_enabled = {{ "disco"; "roster"; "saslauth"; "tls"; "ping"; "posix"; }}
+modules_disabled = {{ "s2s"; }}
+allow_registration = false
+authentication = "internal_hashed"
+c2s_require_encryption = true
+ssl = {{ certificate = "{d}/cert.pem"; key = "{d}/key.pem"; }}
+c2s_ports = {{ {self.port} }}
+c2s_interfaces = {{ "127.0.0.1" }}
+s2s_ports = {{ }}
+component_ports = {{ }}
+c2s_direct_tls_ports = {{ }}
+legacy_ssl_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+log = {{ debug = "{self.log_path}"; }}
+VirtualHost "{DOMAIN}"
+Component "{MUC}" "muc"
+    muc_room_locking = false
+    restrict_room_creation = false
+"""
+
+    def write_config(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "data").mkdir(exist_ok=True)
+        self_signed(self.directory)
+        self.config_path.write_text(self._config())
+
+    def register(self, user: str, password: str) -> str:
+        """Create an account; its bare JID."""
+        subprocess.run(
+            [PROSODYCTL, "--config", str(self.config_path), "register", user, DOMAIN, password],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        return f"{user}@{DOMAIN}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        if not self.config_path.exists():
+            self.write_config()
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [PROSODY, "--config", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if not wait_for_port(HOST, self.port, timeout=timeout, proc=self.proc):
+            self.stop()
+            raise RuntimeError(f"prosody not listening:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
