@@ -239,3 +239,30 @@ async def test_unresolvable_name(origin: Server) -> None:
     pinned = GuardedClient(GuardSettings.from_allowlist("127.0.0.2/32"), resolver=nxdomain)
     with pytest.raises(FetchError, match=r"^could not resolve host nowhere\.test: "):
         await pinned.fetch("http://nowhere.test/feed")
+
+
+async def test_ipv6_literal_is_pinned_and_allow_listed() -> None:
+    """An allow-listed ``[::1]`` is reached (the pin key is the bare address)."""
+    from aiohttp import web
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="<rss/>", content_type="application/rss+xml")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "::1", 0).start()
+    except OSError:
+        await runner.cleanup()
+        pytest.skip("no IPv6 loopback on this machine")
+    try:
+        port = runner.addresses[0][1]
+        v6 = GuardedClient(GuardSettings.from_allowlist("::1/128"))
+        response = await v6.fetch(f"http://[::1]:{port}/")
+        assert response.body == b"<rss/>"
+        with pytest.raises(BlockedAddressError, match=r"^blocked non-public address ::1$"):
+            await GuardedClient().fetch(f"http://[::1]:{port}/")
+    finally:
+        await runner.cleanup()
