@@ -19,7 +19,7 @@ def _client(settings: GatewaySettings, node_modules: Path = NODE_MODULES) -> htt
 
 
 async def test_page_names_the_socket_path_and_loads_only_local_scripts() -> None:
-    async with _client(GatewaySettings(path="/custom-path")) as client:
+    async with _client(GatewaySettings.model_validate({"path": "/custom-path"})) as client:
         page = await client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert '<meta name="sockethub-path" content="/custom-path">' in page.text
@@ -42,7 +42,7 @@ async def test_page_names_the_socket_path_and_loads_only_local_scripts() -> None
 )
 async def test_bundles_from_npm(url: str, marker: bytes) -> None:
     assert (NODE_MODULES / "socket.io-client").is_dir(), "run `sockethub provision` first"
-    async with _client(GatewaySettings()) as client:
+    async with _client(GatewaySettings.model_validate({})) as client:
         response = await client.get(url)
     assert response.status_code == 200, response.text[:200]
     assert response.headers["content-type"] == "text/javascript; charset=utf-8"
@@ -51,7 +51,7 @@ async def test_bundles_from_npm(url: str, marker: bytes) -> None:
 
 async def test_global_build_is_served_not_the_esm_one() -> None:
     """A plain ``<script src="/sockethub-client.js">`` must work, as with Sockethub."""
-    async with _client(GatewaySettings()) as client:
+    async with _client(GatewaySettings.model_validate({})) as client:
         body = (await client.get("/sockethub-client.js")).text
         esm = (await client.get("/sockethub-client.esm.js")).text
     assert "\nexport {" not in body and "\nexport {" in esm
@@ -59,7 +59,7 @@ async def test_global_build_is_served_not_the_esm_one() -> None:
 
 
 async def test_missing_bundles_answer_503_with_a_hint(tmp_path: Path) -> None:
-    async with _client(GatewaySettings(), node_modules=tmp_path) as client:
+    async with _client(GatewaySettings.model_validate({}), node_modules=tmp_path) as client:
         for url in ("/socket.io.js", "/sockethub-client.js"):
             response = await client.get(url)
             assert response.status_code == 503
