@@ -279,11 +279,16 @@ class GuardedClient:
     """Fetches URLs with the guard above. One instance can serve many fetches at once."""
 
     def __init__(
-        self, settings: GuardSettings | None = None, *, resolver: Resolver = system_resolver
+        self,
+        settings: GuardSettings | None = None,
+        *,
+        resolver: Resolver = system_resolver,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``resolver`` and ``ssl_context`` (certifi's CAs by default) are for tests."""
         self.settings = settings or GuardSettings()
         self._resolver = resolver
-        self._ssl = ssl.create_default_context(cafile=certifi.where())
+        self._ssl = ssl_context or ssl.create_default_context(cafile=certifi.where())
 
     async def fetch(
         self, url: str, *, accept: Sequence[str] = (), accept_header: str = "*/*"

@@ -7,6 +7,10 @@ would only ever reach this machine.
 
 from __future__ import annotations
 
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
 import pytest
 
 from platform_runners.http_guard import (
@@ -264,5 +268,78 @@ async def test_ipv6_literal_is_pinned_and_allow_listed() -> None:
         assert response.body == b"<rss/>"
         with pytest.raises(BlockedAddressError, match=r"^blocked non-public address ::1$"):
             await GuardedClient().fetch(f"http://[::1]:{port}/")
+    finally:
+        await runner.cleanup()
+
+
+def _self_signed(name: str, directory: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for ``name`` (its own CA) and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_https_to_a_pinned_address_keeps_sni_and_certificate_name(tmp_path: Path) -> None:
+    """TLS goes to the vetted 127.0.0.2 while SNI and the certificate check use the name."""
+    from aiohttp import web
+
+    cert, key = _self_signed("feeds.test", tmp_path)
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ssl.load_cert_chain(cert, key)
+    seen_sni: list[str | None] = []
+
+    def on_sni(sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, ctx: ssl.SSLContext) -> None:
+        seen_sni.append(name)
+
+    server_ssl.sni_callback = on_sni
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text=request.headers["Host"], content_type="text/xml")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.2", 0, ssl_context=server_ssl).start()
+    port = runner.addresses[0][1]
+    trust = ssl.create_default_context(cafile=str(cert))
+    try:
+        resolver = FakeResolver(["127.0.0.2"])
+        tls = GuardedClient(
+            GuardSettings.from_allowlist("127.0.0.2/32"), resolver=resolver, ssl_context=trust
+        )
+        response = await tls.fetch(f"https://feeds.test:{port}/")
+        assert response.body == f"feeds.test:{port}".encode()
+        assert seen_sni == ["feeds.test"]
+        # the address itself is not the certificate's name: verification fails, clearly
+        with pytest.raises(FetchError, match=r"^connection failed for https://127\.0\.0\.2:"):
+            await tls.fetch(f"https://127.0.0.2:{port}/")
     finally:
         await runner.cleanup()
