@@ -35,8 +35,10 @@ class XmppError(Exception):
     """A failure with a client-facing text."""
 
 
-def condition_text(condition: str, jid: str) -> str:
-    """A readable text for an XMPP error condition about ``jid``."""
+def condition_text(condition: str, jid: str, text: str = "") -> str:
+    """A readable text for an XMPP error condition about ``jid`` (and the server's text)."""
+    if text:
+        return f"{condition_text(condition, jid)}: {text}"
     if condition in ("item-not-found", "remote-server-not-found", "service-unavailable"):
         return f"room {jid} not found ({condition})"
     if condition == "conflict":
@@ -221,16 +223,38 @@ class XmppClient:
         """Join a MUC room; returns once the room confirmed (our own presence came back)."""
         xmpp = self._stream_or_fail()
         muc = xmpp.plugin["xep_0045"]
+        # A bounce that does not look like a MUC answer (an unknown server, say) never reaches
+        # the MUC plugin: watch for any presence error from the room as well.
+        bounced: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def on_error(pres: Any) -> None:
+            if str(pres["from"].bare) == room and not bounced.done():
+                error = pres["error"]
+                bounced.set_result(condition_text(str(error["condition"]), room, error["text"]))
+
+        ok = False
         self.joining.add(room)
+        xmpp.add_event_handler("presence_error", on_error)
+        joined = asyncio.ensure_future(
+            muc.join_muc_wait(slixmpp.JID(room), nick, timeout=self.config.timeout)
+        )
         try:
-            await muc.join_muc_wait(slixmpp.JID(room), nick, timeout=self.config.timeout)
+            await asyncio.wait({joined, bounced}, return_when=asyncio.FIRST_COMPLETED)
+            if not joined.done():
+                raise XmppError(f"cannot join {room}: {bounced.result()}")
+            joined.result()
+            ok = True
         except PresenceError as exc:
-            self._forget_room(muc, room)
-            raise XmppError(f"cannot join {room}: {condition_text(exc.condition, room)}") from None
+            text = condition_text(exc.condition, room, exc.text)
+            raise XmppError(f"cannot join {room}: {text}") from None
         except TimeoutError:
-            self._forget_room(muc, room)
             raise XmppError(f"cannot join {room}: no answer from the room") from None
         finally:
+            if not ok:
+                self._forget_room(muc, room)
+            joined.cancel()
+            bounced.cancel()
+            xmpp.del_event_handler("presence_error", on_error)
             self.joining.discard(room)
         self.rooms[room] = str(muc.our_nicks[None].get(slixmpp.JID(room), nick))
 
