@@ -8,14 +8,11 @@ hops are never contacted. No traffic leaves 127.0.0.0/8.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from platform_runners.registry import BUILTINS
 from schemas.platform_registry import canonical_context
 from tests.fixtures.gateway import Client, GatewayProcess
 from tests.fixtures.runners import RunnerStack
@@ -25,28 +22,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.timeout(300)]
 
 FEEDS_CTX = canonical_context("feeds")
 METADATA_CTX = canonical_context("metadata")
-
-ENTRY_POINTS = """[sockethub.platforms]
-feeds = platform_runners.feeds:FeedsPlatform
-metadata = platform_runners.metadata:MetadataPlatform
-"""
-
-
-def entry_point_shim(root: Path) -> Path | None:
-    """A dist-info declaring feeds/metadata as ``sockethub.platforms`` entry points.
-
-    Only while the registry does not list them as built-ins yet: the runner
-    process then finds them through the supported entry-point mechanism.
-    """
-    if "feeds" in BUILTINS and "metadata" in BUILTINS:
-        return None
-    dist = root / "sockethub_fetch_platforms-0.0.0.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: sockethub-fetch-platforms\nVersion: 0.0.0\n"
-    )
-    (dist / "entry_points.txt").write_text(ENTRY_POINTS)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +34,6 @@ def fetch_stack(
 ) -> Iterator[RunnerStack]:
     root = tmp_path_factory.mktemp("fetch-e2e")
     env = {"SOCKETHUB_SECRET": sockethub_secret, "SOCKETHUB_FETCH_ALLOWLIST": ALLOWLIST}
-    shim = entry_point_shim(root / "shim")
-    if shim is not None:
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(shim), os.environ.get("PYTHONPATH", "")) if p
-        )
     stack = RunnerStack(kafka_bootstrap, redis_url, shared_gateway_prefix, root / "logs", env)
     stack.logs.mkdir()
     runners = [stack.runner("feeds"), stack.runner("metadata")]
