@@ -191,3 +191,33 @@ async def test_errors_are_clear(harness: Harness, accounts: Accounts, prosody: P
         "ok", "query", alice, target=nothing, object={"type": "room-info"}
     )
     assert info == f"room {nothing['id']} not found (item-not-found)"
+
+
+async def test_server_going_away_and_coming_back(
+    prosody_factory: Callable[[], Prosody],
+) -> None:
+    server = prosody_factory()
+    alice, bob = server.register("alice", PASSWORD), server.register("bob", PASSWORD)
+    server.start()
+    harness = Harness(server, window=60.0)
+    await harness.platform.start()
+    try:
+        room = harness.room("comeback")
+        await harness.login("s1", alice, PASSWORD)
+        await harness.call("s1", "join", alice, target=room)
+        server.stop()
+        lost = await harness.sink.wait_for("s1", lambda e: e.get("type") == "error")
+        assert "lost" in lost["error"] and "reconnecting" in lost["error"]
+        server.start()
+        back = await harness.sink.wait_for("s1", lambda e: e.get("type") == "connect", within=60.0)
+        assert back["object"]["content"] == f"reconnected to {server.server[7:]}"
+        members = await harness.call(
+            "s1", "query", alice, target=room, object={"type": "attendance"}
+        )
+        assert members is not None and members["object"]["members"] == ["alice"]
+        await harness.login("s2", bob, PASSWORD)
+        await harness.call("s2", "join", bob, target=room)
+        await harness.call("s2", "send", bob, target=room, object={"content": "welcome back"})
+        await harness.sink.wait_for("s1", said("welcome back"))
+    finally:
+        await harness.close()
