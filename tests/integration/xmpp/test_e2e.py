@@ -13,6 +13,7 @@ from schemas.platform_registry import canonical_context
 from tests.fixtures.gateway import Client, GatewayProcess, _start_gateway, wait_ready
 from tests.fixtures.runners import RunnerStack
 from tests.integration.xmpp.conftest import PASSWORD, Accounts
+from tests.integration.xmpp.harness import Harness
 from tests.integration.xmpp.prosody import MUC, Prosody
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.timeout(300)]
@@ -156,3 +157,55 @@ async def test_wrong_password_and_uninitialized(
     room = {"id": f"nope@{MUC}", "type": "room"}
     early = await client.call("message", activity("join", jid, target=room))
     assert early["error"] == "Error: join called on uninitialized platform"
+
+
+async def test_killed_runner_hands_the_connection_over(
+    clients: list[Client],
+    gateway: GatewayProcess,
+    xmpp_stack: RunnerStack,
+    prosody: Prosody,
+    accounts: Accounts,
+) -> None:
+    """SIGKILL the runner that holds the connection: the spare re-establishes it (and the room)
+    from the desired state and tells the session; an observer outside the stack sees it speak."""
+    observer = Harness(prosody)
+    await observer.platform.start()
+    try:
+        await _handover(clients, gateway, xmpp_stack, prosody, accounts, observer)
+    finally:
+        await observer.close()
+
+
+async def _handover(
+    clients: list[Client],
+    gateway: GatewayProcess,
+    stack: RunnerStack,
+    prosody: Prosody,
+    accounts: Accounts,
+    observer: Harness,
+) -> None:
+    holder = stack.processes[0]
+    client = await new_client(gateway, clients)
+    alice, watcher = accounts.new("alice"), accounts.new("watcher")
+    room = {"id": f"ho{uuid.uuid4().hex[:6]}@{MUC}", "type": "room"}
+    await observer.login("obs", watcher, PASSWORD)
+    await observer.call("obs", "join", watcher, target=room)
+    assert "error" not in await login(client, alice, prosody, PASSWORD)
+    assert "error" not in await client.call("message", activity("join", alice, target=room))
+    spare = stack.runner("xmpp", instance="b")
+    spare.wait_for_log("runner.partitions.assigned", timeout=120)
+    holder.wait_for_log("runner.partitions.assigned", count=2, timeout=120)
+    if "persistent.restored" in spare.log_text():
+        spare, holder = holder, spare  # the rebalance already moved it: kill the new holder
+        note = await next_matching(client, lambda e: e.get("type") == "connect")
+        assert note["object"]["type"] == "note"
+    holder.kill()
+    note = await next_matching(client, lambda e: e.get("type") == "connect", wait=120)
+    assert note["object"] == {
+        "type": "note",
+        "content": "connection re-established by another runner",
+    }
+    spare.wait_for_log("persistent.restored", timeout=30)
+    hello = activity("send", alice, target=room, object={"type": "message", "content": "still"})
+    assert "error" not in await client.call("message", hello)
+    await observer.sink.wait_for("obs", said("still"), within=60)
