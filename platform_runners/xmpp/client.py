@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import uuid
 from collections.abc import Callable
@@ -25,6 +26,9 @@ from slixmpp.exceptions import IqError, IqTimeout, PresenceError
 from platform_runners.xmpp.config import XmppConfig
 
 log = structlog.get_logger("platform_runners.xmpp.client")
+
+# slixmpp logs every stanza sent at DEBUG, SASL exchanges (PLAIN carries the password) too.
+logging.getLogger("slixmpp").setLevel(max(logging.INFO, logging.getLogger("slixmpp").level))
 
 PLUGINS = ("xep_0030", "xep_0045", "xep_0128", "xep_0199", "xep_0203", "xep_0308")
 PRESENCE_SHOWS = frozenset({"away", "chat", "dnd", "xa"})
