@@ -1,0 +1,657 @@
+"""End to end: Socket.IO clients -> gateway -> Kafka -> dummy runners -> Kafka -> gateway -> ack.
+
+Run: ``.venv/bin/python benchmarks/e2e_bench.py [--json]``. Without ``--bootstrap`` /
+``--redis-url`` it starts its own Kafka broker and Redis on free loopback ports; it always
+starts one gateway (``sockethub gateway``) and ``--runners`` dummy runner processes
+(``sockethub runner --platform dummy``, distinct instance names, one consumer group), and
+stops everything it started at the end. Phases, all in one run:
+
+1. **Kafka only**: one Python process produces ``Request`` records, consumes them,
+   produces a ``Result`` for each, and consumes those, with the same ``Codec``, producer
+   settings (``acks=all``, idempotent) and ``read_committed`` reader as the stack. This is
+   the ceiling the gateway is compared with.
+2. **Idle memory**: gateway RSS with 1000 and then 5000 idle websocket connections held by
+   several client processes; per connection = (RSS - RSS before) / connections.
+3. **Saturation**: ``--clients`` clients each keep ``--window`` echoes outstanding
+   (closed loop); throughput counts good answers inside the window.
+4. **Fixed load**: open loop at ``--rates`` echoes/s (default: half the 3000/s target) and
+   at half the measured saturation; latency from each request's scheduled time to its ack.
+
+The client processes (``e2e_bench_clients.py``) share the 2 cores with everything else;
+the figures are what the whole machine does, not the gateway alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import subprocess
+import urllib.request
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from benchmarks.e2e_bench_clients import raise_nofile
+from schemas.codec import Codec
+from schemas.envelopes import Request, Result
+from schemas.kafka_clients import client_kwargs, ensure_topics
+from schemas.platform_registry import canonical_context
+from schemas.settings import CommonSettings
+from schemas.topics import MAX_RECORD_BYTES, REPLY_PARTITIONS, TopicLayout
+from sockethub.devstack.kafka import KafkaBroker
+from sockethub.devstack.processes import free_port, spawn, stop
+from sockethub.devstack.redis import RedisServer
+
+REPO = Path(__file__).resolve().parents[1]
+CLIENTS_SCRIPT = Path(__file__).resolve().with_name("e2e_bench_clients.py")
+TARGETS = {"echoes_per_s": 3000.0, "p99_ms_half_load": 50.0, "kafka_fraction": 0.40, "kib": 30.0}
+KAFKA_GATEWAY = "kafka-only"
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, math.ceil(q / 100.0 * len(ordered)) - 1))
+    return round(ordered[index], 2)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (from /proc/<pid>/stat)."""
+    fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields_[11]) + int(fields_[12])) / ticks
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / ticks, sum(values) / ticks
+
+
+def group_cpu(groups: dict[str, list[int]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for name, pids in groups.items():
+        seconds = 0.0
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                seconds += cpu_seconds(pid)
+        total[name] = seconds
+    return total
+
+
+# -- phase 1: Kafka alone ---------------------------------------------------------------
+
+
+def _request(n: int, route: str) -> Request:
+    session = f"k{n % 200}"
+    activity: dict[str, Any] = {
+        "@context": canonical_context("dummy"),
+        "type": "echo",
+        "id": f"{session}-{n}",
+        "actor": {"id": "bench@dummy", "type": "person", "name": "Bench"},
+        "object": {"type": "message", "content": f"hello {n}"},
+    }
+    return Request(session, route, "dummy", "echo", activity, correlation_id=f"{session}-{n}")
+
+
+async def kafka_only(settings: CommonSettings, count: int, window: int) -> dict[str, Any]:
+    """Request -> consume -> Result -> consume, in one process, ``window`` in flight."""
+    layout = TopicLayout(settings)
+    await ensure_topics(settings, layout.specs(["dummy"], [KAFKA_GATEWAY]))
+    codec = Codec.from_settings(settings)
+    await codec.start()
+    kwargs = client_kwargs(settings)
+    producer = AIOKafkaProducer(
+        **kwargs,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=MAX_RECORD_BYTES,
+        linger_ms=2,
+    )
+    readers = [
+        AIOKafkaConsumer(
+            **kwargs,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=100,
+        )
+        for _ in range(2)
+    ]
+    await producer.start()
+    for reader in readers:
+        await reader.start()
+    requests_topic, replies_topic = layout.requests("dummy"), layout.replies(KAFKA_GATEWAY)
+    req_parts = await producer.partitions_for(requests_topic)
+    assignments = [
+        [TopicPartition(requests_topic, p) for p in sorted(req_parts)],
+        [TopicPartition(replies_topic, p) for p in range(REPLY_PARTITIONS)],
+    ]
+    for reader, parts in zip(readers, assignments, strict=True):
+        reader.assign(parts)
+        await reader.seek_to_end(*parts)
+        for tp in parts:
+            await reader.position(tp)
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    slots = asyncio.Semaphore(window)
+    done = asyncio.Event()
+
+    async def relay() -> None:
+        while not done.is_set():
+            batch = await readers[0].getmany(timeout_ms=200, max_records=1000)
+            for messages in batch.values():
+                for message in messages:
+                    request = codec.decode(message.value or b"", message.headers)
+                    assert isinstance(request, Request)
+                    result = Result(
+                        request.activity_id,
+                        request.session_id,
+                        request.reply_route,
+                        request.platform,
+                        request.verb,
+                        request.activity,
+                        correlation_id=request.correlation_id,
+                        created_at=request.created_at,
+                    )
+                    value, headers = codec.encode(result)
+                    await producer.send(
+                        replies_topic, value, key=message.key, headers=list(headers)
+                    )
+
+    async def sink() -> None:
+        answered = 0
+        while answered < count:
+            batch = await readers[1].getmany(timeout_ms=200, max_records=1000)
+            now = time.perf_counter()
+            for messages in batch.values():
+                for message in messages:
+                    result = codec.decode(message.value or b"", message.headers)
+                    assert isinstance(result, Result)
+                    latencies.append((now - sent_at.pop(result.activity_id)) * 1000.0)
+                    answered += 1
+                    slots.release()
+        done.set()
+
+    relay_task = asyncio.create_task(relay())
+    sink_task = asyncio.create_task(sink())
+    route = layout.replies(KAFKA_GATEWAY)
+    started = time.perf_counter()
+    try:
+        for n in range(count):
+            await slots.acquire()
+            request = _request(n, route)
+            value, headers = codec.encode(request)
+            sent_at[request.activity_id] = time.perf_counter()
+            await producer.send(
+                requests_topic, value, key=request.session_id.encode(), headers=list(headers)
+            )
+        await asyncio.wait_for(sink_task, 120)
+    finally:
+        elapsed = time.perf_counter() - started
+        done.set()
+        relay_task.cancel()
+        await asyncio.gather(relay_task, return_exceptions=True)
+        await producer.stop()
+        for reader in readers:
+            await reader.stop()
+        await codec.close()
+    return {
+        "count": count,
+        "window": window,
+        "echoes_per_s": round(count / elapsed, 1),
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+    }
+
+
+# -- the stack ----------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    work: Path
+    bootstrap: str
+    redis_url: str
+    runners: int
+    prefix: str = field(default_factory=lambda: f"e2e{uuid.uuid4().hex[:8]}")
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    port: int = field(default_factory=free_port)
+    gateway: subprocess.Popen[bytes] | None = None
+    runner_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    kafka_pid: int | None = None
+    profile: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "SOCKETHUB_KAFKA_BOOTSTRAP": self.bootstrap,
+            "SOCKETHUB_REDIS_URL": self.redis_url,
+            "SOCKETHUB_SECRET": self.secret,
+            "SOCKETHUB_TOPIC_PREFIX": self.prefix,
+            "SOCKETHUB_PLATFORMS": "dummy",
+            "SOCKETHUB_REQUEST_PARTITIONS": "6",
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+
+    def start(self) -> None:
+        self.gateway = spawn(
+            [sys.executable, "-m", "sockethub.cli", "gateway"],
+            log_path=self.work / "gateway.log",
+            cwd=REPO,
+            env=self.env(
+                SOCKETHUB_HOST="127.0.0.1",
+                SOCKETHUB_PORT=str(self.port),
+                SOCKETHUB_GATEWAY_ID=f"bench-{self.prefix}",
+                SOCKETHUB_ALLOWED_ORIGINS="*",
+                # Every client comes from 127.0.0.1; the per-address cap would refuse them.
+                SOCKETHUB_MAX_CONNECTIONS_PER_IP="100000",
+                # Closed-loop clients may exceed 100 events/s each; the limit is policy.
+                SOCKETHUB_RATE_LIMIT="100000",
+            ),
+        )
+        for n in range(self.runners):
+            self.runner_procs.append(
+                spawn(
+                    [sys.executable, "-m", "sockethub.cli", "runner", "--platform", "dummy"],
+                    log_path=self.work / f"runner-{n}.log",
+                    cwd=REPO,
+                    env=self.env(SOCKETHUB_INSTANCE=f"r{n}"),
+                )
+            )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 120.0) -> None:
+        assert self.gateway is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.gateway.poll() is not None:
+                raise RuntimeError(f"gateway exited; see {self.work / 'gateway.log'}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.25)
+        else:
+            raise RuntimeError(f"gateway not ready; see {self.work / 'gateway.log'}")
+        for n in range(self.runners):
+            log = self.work / f"runner-{n}.log"
+            while "runner.partitions.assigned" not in log.read_text(errors="replace"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"runner {n} got no partitions; see {log}")
+                time.sleep(0.25)
+
+    def stop(self) -> None:
+        for proc in [*self.runner_procs, *([self.gateway] if self.gateway else [])]:
+            stop(proc, timeout=30)
+
+
+# -- client processes ---------------------------------------------------------------------
+
+
+class ClientProcs:
+    """Several ``e2e_bench_clients.py`` processes, driven over their stdin/stdout."""
+
+    def __init__(self, url: str, total: int, procs: int, tag: str) -> None:
+        self.url, self.total, self.procs, self.tag = url, total, procs, tag
+        self._children: list[asyncio.subprocess.Process] = []
+
+    async def start(self, within: float = 300.0) -> float:
+        """Connect all clients; returns the seconds it took."""
+        started = time.perf_counter()
+        shares = [
+            self.total // self.procs + (i < self.total % self.procs) for i in range(self.procs)
+        ]
+        for i, share in enumerate(shares):
+            child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(CLIENTS_SCRIPT),
+                self.url,
+                "/sockethub",
+                str(share),
+                f"{self.tag}{i}",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=64 * 1024 * 1024,
+            )
+            self._children.append(child)
+        await asyncio.wait_for(asyncio.gather(*(self._read(c) for c in self._children)), within)
+        return time.perf_counter() - started
+
+    @property
+    def pids(self) -> list[int]:
+        return [c.pid for c in self._children]
+
+    async def _read(self, child: asyncio.subprocess.Process) -> dict[str, Any]:
+        assert child.stdout is not None
+        line = await child.stdout.readline()
+        if not line:
+            raise RuntimeError(f"client process {child.pid} ended early (exit {child.returncode})")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    async def command(self, command: dict[str, Any], within: float) -> list[dict[str, Any]]:
+        for child in self._children:
+            assert child.stdin is not None
+            child.stdin.write((json.dumps(command) + "\n").encode())
+            await child.stdin.drain()
+        return list(
+            await asyncio.wait_for(asyncio.gather(*(self._read(c) for c in self._children)), within)
+        )
+
+    async def close(self) -> None:
+        for child in self._children:
+            if child.returncode is None and child.stdin is not None:
+                child.stdin.write(b'{"cmd": "quit"}\n')
+                with contextlib.suppress(ConnectionError):
+                    await child.stdin.drain()
+        for child in self._children:
+            try:
+                await asyncio.wait_for(child.wait(), 60)
+            except TimeoutError:
+                child.kill()
+                await child.wait()
+
+
+def summarise(name: str, parts: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+    latencies = [x for part in parts for x in part["latencies_ms"]]
+    duration = parts[0]["duration"]
+    in_window = sum(p["in_window"] for p in parts)
+    return {
+        "phase": name,
+        **extra,
+        "sent": sum(p["sent"] for p in parts),
+        "answered": sum(p["answered"] for p in parts),
+        "errors": sum(p["errors"] for p in parts),
+        "timeouts": sum(p["timeouts"] for p in parts),
+        "wrong": sum(p["wrong"] for p in parts),
+        "echoes_per_s": round(in_window / duration, 1),
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99),
+        "max_ms": round(max(latencies), 2) if latencies else None,
+    }
+
+
+async def load_phase(
+    stack: Stack, clients: ClientProcs, command: dict[str, Any], name: str, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """Run one load command on every client process, sampling gateway RSS and CPU."""
+    assert stack.gateway is not None
+    pid = stack.gateway.pid
+    command = {**command, "start_at": time.time() + 1.0}
+    groups = {
+        "gateway": [pid],
+        "runners": [p.pid for p in stack.runner_procs],
+        "kafka": [stack.kafka_pid] if stack.kafka_pid else [],
+        "clients": clients.pids,
+    }
+    peak = rss_kib(pid)
+    task = asyncio.create_task(clients.command(command, command["duration"] + 90))
+    await asyncio.sleep(1.0)  # CPU is sampled over the sending window only
+    cpu0, busy0, t0 = group_cpu(groups), machine_busy(), time.perf_counter()
+    spy: asyncio.subprocess.Process | None = None
+    if stack.profile and name == "saturation":
+        spy = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("py-spy")),
+            *("record", "--pid", str(pid), "--format", "speedscope", "--nonblocking"),
+            *("--duration", str(int(command["duration"]) - 1)),
+            *("--output", str(stack.work / "gateway-saturation.speedscope.json")),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+    cpu: dict[str, float] = {}
+    while not task.done():
+        peak = max(peak, rss_kib(pid))
+        await asyncio.wait({task}, timeout=0.5)
+        if not cpu and time.perf_counter() - t0 >= command["duration"] - 0.5:
+            spent = time.perf_counter() - t0
+            cpu = {k: round((v - cpu0[k]) / spent, 2) for k, v in group_cpu(groups).items()}
+            busy = machine_busy()
+            cpu["machine"] = round((busy[0] - busy0[0]) / spent, 2)
+    if spy is not None:
+        await spy.wait()
+    row = summarise(name, task.result(), extra)
+    row.update(gateway_rss_peak_kib=peak, cpu_cores=cpu, load_avg=round(load_average(), 1))
+    return row
+
+
+async def idle_memory(stack: Stack, counts: list[int], procs: int) -> dict[str, Any]:
+    assert stack.gateway is not None
+    pid = stack.gateway.pid
+    await asyncio.sleep(2)
+    base = rss_kib(pid)
+    result: dict[str, Any] = {"rss_before_kib": base}
+    pools: list[ClientProcs] = []
+    held = 0
+    try:
+        for count in counts:
+            pool = ClientProcs(stack.url, count - held, procs, f"idle{count}-")
+            pools.append(pool)
+            seconds = await pool.start()
+            held = count
+            await asyncio.sleep(3)  # let the connects' garbage settle
+            rss = rss_kib(pid)
+            result[f"rss_{count}_kib"] = rss
+            result[f"kib_per_conn_{count}"] = round((rss - base) / count, 1)
+            result[f"connect_s_{count}"] = round(seconds, 1)
+    finally:
+        for pool in pools:
+            await pool.close()
+    return result
+
+
+async def end_to_end(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    warm = ClientProcs(stack.url, 20, 1, "warm")
+    await warm.start()
+    await warm.command({"cmd": "rate", "rate": 200, "duration": 5, "start_at": time.time()}, 90)
+    await warm.close()
+    if args.idle:
+        counts = [int(c) for c in args.idle.split(",")]
+        out["idle"] = await idle_memory(stack, counts, args.idle_procs)
+    clients = ClientProcs(stack.url, args.clients, args.client_procs, "load")
+    await clients.start()
+    rows: list[dict[str, Any]] = []
+    try:
+        closed = {"cmd": "closed", "window": args.window, "duration": args.duration}
+        sat = await load_phase(
+            stack, clients, closed, "saturation", {"clients": args.clients, "window": args.window}
+        )
+        rows.append(sat)
+        rates = [float(r) for r in args.rates.split(",") if r]
+        if sat["echoes_per_s"]:
+            rates.append(round(sat["echoes_per_s"] / 2))
+        for rate in rates:
+            command = {"cmd": "rate", "rate": rate / args.client_procs, "duration": args.duration}
+            rows.append(
+                await load_phase(
+                    stack, clients, command, "fixed", {"clients": args.clients, "offered": rate}
+                )
+            )
+    finally:
+        await clients.close()
+    out["load"] = rows
+    return out
+
+
+def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target beside what was measured."""
+    loads = report["e2e"]["load"]
+    sat = next(r for r in loads if r["phase"] == "saturation")
+    half = next((r for r in loads if r["phase"] == "fixed" and r["offered"] == 1500.0), None)
+    kafka = report["kafka_only"]["echoes_per_s"]
+    rows = [
+        ("e2e echoes/s at saturation", sat["echoes_per_s"], ">=", TARGETS["echoes_per_s"]),
+        ("fraction of the Kafka-only flow", round(sat["echoes_per_s"] / kafka, 3), ">=", 0.40),
+    ]
+    if half is not None:
+        rows.append(("p99 ms at 1500 echoes/s", half["p99_ms"], "<=", 50.0))
+    idle = report["e2e"].get("idle", {})
+    for key in sorted(k for k in idle if k.startswith("kib_per_conn_")):
+        rows.append((f"KiB per idle conn ({key.rsplit('_', 1)[1]})", idle[key], "<=", 30.0))
+    return [
+        {
+            "metric": name,
+            "measured": value,
+            "target": f"{op} {target:g}",
+            "met": value is not None and (value >= target if op == ">=" else value <= target),
+        }
+        for name, value, op, target in rows
+    ]
+
+
+def print_table(report: dict[str, Any]) -> None:
+    kafka = report["kafka_only"]
+    print(f"machine: {report['machine']}")
+    print(
+        f"\nKafka only (one process, {kafka['count']} echoes, {kafka['window']} in flight): "
+        f"{kafka['echoes_per_s']} echoes/s, p50 {kafka['p50_ms']} ms, p99 {kafka['p99_ms']} ms"
+    )
+    head = ("phase", "clients", "offered", "sent", "ok", "err", "echo/s", "p50", "p95", "p99")
+    print(
+        f"\n{head[0]:<11}{head[1]:>8}{head[2]:>9}{head[3]:>8}{head[4]:>8}{head[5]:>6}"
+        f"{head[6]:>9}{head[7]:>8}{head[8]:>8}{head[9]:>8}  gw cpu  gw rss peak"
+    )
+    for row in report["e2e"]["load"]:
+        offered = row.get("offered", f"w={row.get('window')}")
+        bad = row["errors"] + row["timeouts"] + row["wrong"]
+        print(
+            f"{row['phase']:<11}{row['clients']:>8}{offered!s:>9}{row['sent']:>8}"
+            f"{row['answered']:>8}{bad:>6}{row['echoes_per_s']:>9}{row['p50_ms']!s:>8}"
+            f"{row['p95_ms']!s:>8}{row['p99_ms']!s:>8}  {row['cpu_cores'].get('gateway')!s:>6}"
+            f"  {row['gateway_rss_peak_kib'] // 1024} MiB"
+        )
+    idle = report["e2e"].get("idle")
+    if idle:
+        print(f"\nidle memory: gateway RSS {idle['rss_before_kib'] // 1024} MiB before", end="")
+        for key in sorted(k for k in idle if k.startswith("kib_per_conn_")):
+            count = key.rsplit("_", 1)[1]
+            print(
+                f"; {count} conns: {idle[f'rss_{count}_kib'] // 1024} MiB, {idle[key]} KiB/conn",
+                end="",
+            )
+        print()
+    print("\nCPU cores used during each phase (gateway / runners / kafka / clients / machine):")
+    for row in report["e2e"]["load"]:
+        c = row["cpu_cores"]
+        print(
+            f"  {row['phase']:<11}{row.get('offered', '')!s:>8}: {c.get('gateway')} / "
+            f"{c.get('runners')} / {c.get('kafka')} / {c.get('clients')} / {c.get('machine')}"
+        )
+    print(f"\n{'target':<36}{'measured':>10}  {'target':<8}  met")
+    for v in report["verdicts"]:
+        print(
+            f"{v['metric']:<36}{v['measured']!s:>10}  {v['target']:<8}  "
+            + ("yes" if v["met"] else "NO")
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", help="Kafka to use (default: start one)")
+    parser.add_argument("--redis-url", help="Redis to use (default: start one)")
+    parser.add_argument("--runners", type=int, default=2, help="dummy runner processes")
+    parser.add_argument("--clients", type=int, default=200, help="clients for the load phases")
+    parser.add_argument("--client-procs", type=int, default=2, help="processes holding them")
+    parser.add_argument("--window", type=int, default=2, help="outstanding echoes per client")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per load phase")
+    parser.add_argument("--rates", default="1500", help="fixed offered loads, echoes/s")
+    parser.add_argument("--idle", default="1000,5000", help="idle connection counts ('' skips)")
+    parser.add_argument("--idle-procs", type=int, default=4, help="processes per idle step")
+    parser.add_argument("--kafka-count", type=int, default=20000)
+    parser.add_argument("--kafka-window", type=int, default=1000)
+    parser.add_argument("--profile", action="store_true", help="py-spy the gateway (saturation)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args()
+
+    raise_nofile()  # inherited by the gateway and the client processes
+    work = Path(tempfile.mkdtemp(prefix="e2e-bench-"))
+    started: list[KafkaBroker | RedisServer] = []
+    stack: Stack | None = None
+    report: dict[str, Any] = {
+        "machine": f"{os.cpu_count()} cores, load average {load_average():.1f} at start",
+        "args": {k: v for k, v in vars(args).items() if k not in ("json",)},
+        "logs": str(work),
+    }
+    try:
+        bootstrap = args.bootstrap
+        if not bootstrap:
+            broker = KafkaBroker(work / "kafka", port=free_port(), controller_port=free_port())
+            broker.start()
+            started.append(broker)
+            bootstrap = broker.bootstrap
+        redis_url = args.redis_url
+        if not redis_url:
+            redis = RedisServer(work / "redis", port=free_port())
+            redis.start()
+            started.append(redis)
+            redis_url = redis.url
+        settings = CommonSettings.model_validate(
+            {
+                "kafka_bootstrap": bootstrap,
+                "redis_url": redis_url,
+                "topic_prefix": f"ko{uuid.uuid4().hex[:8]}",
+            }
+        )
+        report["kafka_only"] = asyncio.run(
+            kafka_only(settings, args.kafka_count, args.kafka_window)
+        )
+        stack = Stack(work, bootstrap, redis_url, args.runners, profile=args.profile)
+        if started and isinstance(started[0], KafkaBroker):
+            stack.kafka_pid = int((work / "kafka" / "kafka.pid").read_text())
+        stack.start()
+        report["e2e"] = asyncio.run(end_to_end(stack, args))
+    finally:
+        if stack is not None:
+            stack.stop()
+        for service in reversed(started):
+            service.stop()
+    report["verdicts"] = verdicts(report)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_table(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
