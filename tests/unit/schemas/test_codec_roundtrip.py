@@ -6,8 +6,6 @@ from typing import Any
 
 import orjson
 import pytest
-from activity_strategies import PLATFORMS, activities, context, records
-from codec_fixtures import KEYS, PRESET_IDS, codecs, preset_registry
 from fastavro import parse_schema, schemaless_reader
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,6 +25,8 @@ from schemas.codec import (
 )
 from schemas.envelopes import PlatformEvent, Record, Request, RequestKind, Result
 from schemas.logcrypt import KeyRing
+from tests.unit.schemas.activity_strategies import PLATFORMS, activities, context, records
+from tests.unit.schemas.codec_fixtures import KEYS, PRESET_IDS, codecs, preset_registry
 
 CODECS = codecs()
 KIND_OF = {Request: "request", Result: "result", PlatformEvent: "event"}

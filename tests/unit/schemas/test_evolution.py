@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from codec_fixtures import KEYS, PRESET_V1_IDS, preset_registry
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from schemas import compat
 from schemas.codec import AVRO_DIR, Codec, history_revisions, load_schema, schema_fingerprint
 from schemas.envelopes import PlatformEvent, Record, Request, Result
 from schemas.logcrypt import KeyRing
+from tests.unit.schemas.codec_fixtures import KEYS, PRESET_V1_IDS, preset_registry
 
 ACTIVITY = {"type": "join", "actor": {"id": "a@irc.example", "type": "person"}, "x": [1, {"y": 2}]}
 RECORDS: dict[str, Record] = {

@@ -5,7 +5,6 @@ import io
 import os
 
 import pytest
-from codec_fixtures import KEY_A, KEY_B
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from schemas.codec import Codec, load_schema, schema_fingerprint
@@ -18,6 +17,7 @@ from schemas.logcrypt import (
     associated_data,
 )
 from schemas.settings import CommonSettings
+from tests.unit.schemas.codec_fixtures import KEY_A, KEY_B
 
 ACTIVITY = {
     "type": "send",
