@@ -89,16 +89,15 @@ class Load:
         self.outcomes: dict[str, Outcome] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._ids = itertools.count()
+        self.sids_seen: set[str] = set()
+        """The session ids the clients had (kept after they disconnect)."""
 
     async def connect(self) -> None:
         for sio in self.sios:
             await sio.connect(
                 self.url, socketio_path="/sockethub", transports=["websocket"], wait_timeout=30
             )
-
-    @property
-    def sids(self) -> set[str]:
-        return {str(sio.get_sid()) for sio in self.sios}
+            self.sids_seen.add(str(sio.get_sid()))
 
     async def _one(self, index: int, outcome: Outcome) -> None:
         sio = self.sios[index]
