@@ -41,5 +41,8 @@ test: lint typecheck compat pytest
 bench: install
 	$(BIN)/python benchmarks/codec_bench.py
 
+bench-e2e: install
+	$(BIN)/python benchmarks/e2e_bench.py
+
 clean:
 	rm -rf .sockethub .mypy_cache .ruff_cache .pytest_cache

@@ -601,6 +601,7 @@ def main() -> int:
     parser.add_argument("--kafka-window", type=int, default=1000)
     parser.add_argument("--profile", action="store_true", help="py-spy the gateway (saturation)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--output", type=Path, help="also write the JSON report to this file")
     args = parser.parse_args()
 
     raise_nofile()  # inherited by the gateway and the client processes
@@ -609,7 +610,7 @@ def main() -> int:
     stack: Stack | None = None
     report: dict[str, Any] = {
         "machine": f"{os.cpu_count()} cores, load average {load_average():.1f} at start",
-        "args": {k: v for k, v in vars(args).items() if k not in ("json",)},
+        "args": {k: v for k, v in vars(args).items() if k not in ("json", "output")},
         "logs": str(work),
     }
     try:
@@ -646,6 +647,8 @@ def main() -> int:
         for service in reversed(started):
             service.stop()
     report["verdicts"] = verdicts(report)
+    if args.output is not None:
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
     if args.json:
         print(json.dumps(report, indent=2))
     else:
