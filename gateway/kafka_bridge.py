@@ -148,7 +148,7 @@ class KafkaBridge:
         return future
 
     async def submit(
-        self, request: Request
+        self, request: Request, key: str
     ) -> tuple[asyncio.Future[Result], asyncio.Future[object]]:
         """Produce an activity request; return (the result future, the delivery future).
 
@@ -158,9 +158,7 @@ class KafkaBridge:
         waiter: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending[request.activity_id] = waiter
         try:
-            delivery = await self.produce(
-                self.layout.requests(request.platform), request, request.session_id
-            )
+            delivery = await self.produce(self.layout.requests(request.platform), request, key)
         except BaseException:
             self._pending.pop(request.activity_id, None)
             raise

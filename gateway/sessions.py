@@ -32,8 +32,9 @@ class Session:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     inflight: int = 0
     """Events accepted and not yet answered (queued for the lock or awaiting a result)."""
-    platforms: set[str] = field(default_factory=set)
-    """Platforms this session sent anything to: each gets a session-closed request."""
+    used: set[tuple[str, str]] = field(default_factory=set)
+    """(platform, partition key) pairs this session sent requests under: each gets a
+    session-closed request under the same key, so it reaches every runner involved."""
     dialect: Dialect = "g3"
     """The dialect of the session's latest activity (used to shape unsolicited events)."""
     objects: OrderedDict[str, JSONDict] = field(default_factory=OrderedDict)

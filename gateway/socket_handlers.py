@@ -23,6 +23,7 @@ from gateway.shaping import JSONDict, error_ack, error_event, result_ack
 from schemas.credentials import CredentialStore
 from schemas.envelopes import PlatformEvent, Request, RequestKind, Result
 from schemas.platform_registry import PlatformRegistry, canonical_context
+from schemas.topics import request_key
 from schemas.validation import (
     ActivityError,
     ValidatedActivity,
@@ -122,7 +123,7 @@ class ProtocolHandlers:
         self._spawn(self._end_session(session))
 
     async def _end_session(self, session: Session) -> None:
-        for platform in sorted(session.platforms):
+        for platform, key in sorted(session.used):
             request = Request(
                 session_id=session.sid,
                 reply_route=self._bridge.reply_topic,
@@ -136,9 +137,7 @@ class ProtocolHandlers:
                 kind=RequestKind.SESSION_CLOSED,
             )
             try:
-                await self._bridge.produce(
-                    self._bridge.layout.requests(platform), request, session.sid
-                )
+                await self._bridge.produce(self._bridge.layout.requests(platform), request, key)
             except DeliveryError:
                 log.warning("session_closed_not_sent", session_id=session.sid, platform=platform)
         try:
@@ -235,7 +234,10 @@ class ProtocolHandlers:
             log.error("credentials_store_failed", session_id=session.sid, error=type(exc).__name__)
             self._metrics.activity(valid.platform, "in", "error")
             return error_ack(payload, NOT_STORED, valid.dialect)
-        session.platforms.add(valid.platform)
+        persistent = valid.platform in self._persistent
+        session.used.add(
+            (valid.platform, request_key(session.sid, valid.activity, persistent=persistent))
+        )
         self._metrics.activity(valid.platform, "in", "credentials")
         log.info(
             "credentials_set", session_id=session.sid, platform=valid.platform, actor=actor["id"]
@@ -298,12 +300,15 @@ class ProtocolHandlers:
                 activity=valid.activity,
                 correlation_id=valid.correlation_id,
             )
+            key = request_key(
+                session.sid, valid.activity, persistent=valid.platform in self._persistent
+            )
             try:
-                waiter, delivery = await self._bridge.submit(request)
+                waiter, delivery = await self._bridge.submit(request, key)
             except DeliveryError:
                 self._metrics.activity(valid.platform, "in", "error")
                 return error_ack(payload, NOT_QUEUED, valid.dialect)
-            session.platforms.add(valid.platform)
+            session.used.add((valid.platform, key))
         self._metrics.activity(valid.platform, "in", "accepted")
         try:
             outcome, answer = await self._await_result(request, waiter, delivery, payload, valid)

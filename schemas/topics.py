@@ -67,6 +67,21 @@ def sanitise_gateway_id(gateway_id: str) -> str:
     return f"{stem}-{digest}" if stem else f"gw-{digest}"
 
 
+def request_key(session_id: str, activity: dict[str, object], *, persistent: bool) -> str:
+    """The partition key of a request.
+
+    Non-persistent platforms: the session id, so a session's activities stay in order in
+    one partition. Persistent platforms (IRC, XMPP): the actor id that owns the
+    connection, so every session using one identity reaches the one runner that holds
+    (and shares) its connection, and each (session, actor) stream stays in order.
+    """
+    if persistent:
+        actor = activity.get("actor")
+        if isinstance(actor, dict) and isinstance(actor.get("id"), str) and actor["id"]:
+            return str(actor["id"])
+    return session_id
+
+
 def _platform(platform: str) -> str:
     if not _PLATFORM.fullmatch(platform):
         raise ValueError(

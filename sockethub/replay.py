@@ -41,12 +41,13 @@ class Filters:
     until: datetime | None = None
 
     def matches(self, entry: Entry) -> bool:
+        if entry.problem is not None:
+            # Unreadable without its key: only the record key (a session id, or the actor
+            # id for persistent platforms) and the time are known.
+            wanted = {v for v in (self.session, self.actor) if v is not None}
+            return (not wanted or entry.key in wanted) and self._fits_time(entry)
         if self.session is not None and entry.session_id != self.session:
             return False
-        if entry.problem is not None:
-            # Unreadable without its key: its type, platform and actor are unknown, so it
-            # is shown wherever its session (the record key) and time fit.
-            return self._fits_time(entry)
         if self.platform is not None and entry.platform != self.platform:
             return False
         if entry.type not in self.types:
@@ -80,6 +81,8 @@ class Entry:
     record: Record | None = None
     problem: str | None = None
     """Why the record could not be read (a missing key), instead of its content."""
+    key: str | None = None
+    """The Kafka record key (shown for records that could not be read)."""
 
     def actor_ids(self) -> set[str]:
         ids = set()
@@ -201,12 +204,13 @@ class Replayer:
                 msg.offset,
                 when,
                 "sealed",
-                msg.key.decode(errors="replace") if msg.key else None,
+                None,
                 None,
                 None,
                 None,
                 correlation_id=headers.get("sockethub-correlation-id"),
                 problem=problem,
+                key=msg.key.decode(errors="replace") if msg.key else None,
             )
         except CodecError:
             self.undecodable += 1
@@ -324,7 +328,7 @@ def format_row(entry: Entry) -> str:
         [
             entry.when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
             entry.type,
-            entry.session_id or "-",
+            entry.session_id or (f"key {entry.key}" if entry.key else "-"),
             entry.platform or "-",
             entry.verb or "-",
             str(_field(entry.activity, "actor").get("id", "-")),

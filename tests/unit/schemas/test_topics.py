@@ -138,3 +138,13 @@ def test_client_kwargs_incomplete_sasl_does_not_echo_secrets() -> None:
         client_kwargs(settings)
     assert "hunter2" not in str(caught.value)
     assert "kafka_sasl_username" in str(caught.value)
+
+
+def test_request_key_is_the_session_or_the_connection_owner() -> None:
+    from schemas.topics import request_key
+
+    activity = {"type": "send", "actor": {"id": "nick@irc.example", "type": "person"}}
+    assert request_key("sid-1", activity, persistent=False) == "sid-1"
+    assert request_key("sid-1", activity, persistent=True) == "nick@irc.example"
+    assert request_key("sid-1", {"type": "send", "actor": {"id": ""}}, persistent=True) == "sid-1"
+    assert request_key("sid-1", {"type": "send", "actor": "x"}, persistent=True) == "sid-1"
