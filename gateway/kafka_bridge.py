@@ -26,6 +26,9 @@ from schemas.kafka_clients import client_kwargs, ensure_topics
 from schemas.settings import CommonSettings
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
 
+STOP_TIMEOUT = 10.0
+"""Seconds each Kafka client gets to close on shutdown."""
+
 log = structlog.get_logger("gateway.kafka")
 
 EventHandler = Callable[[PlatformEvent], Awaitable[None]]
@@ -114,12 +117,11 @@ class KafkaBridge:
             if not future.done():
                 future.cancel()
         self._pending.clear()
-        if self._producer is not None:
-            with contextlib.suppress(Exception):
-                await self._producer.stop()
-        if self._consumer is not None:
-            with contextlib.suppress(Exception):
-                await self._consumer.stop()
+        # Bounded: with the broker gone, a producer's final flush would retry forever.
+        for client in (self._producer, self._consumer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.stop(), STOP_TIMEOUT)
         await self._codec.close()
 
     @property

@@ -24,7 +24,8 @@ class GatewaySettings(CommonSettings):
         "dummy,feeds,metadata,irc,xmpp", description="Enabled platforms, comma-separated"
     )
     allowed_origins: str = Field(
-        DEFAULT_ORIGINS, description="Allowed browser origins, comma-separated, or *"
+        DEFAULT_ORIGINS,
+        description="Allowed browser origins, comma-separated, or * (the gateway's own is added)",
     )
     max_payload: int = Field(262144, ge=1024, description="Largest accepted message, in bytes")
     request_timeout: float = Field(
@@ -49,5 +50,11 @@ class GatewaySettings(CommonSettings):
         return [p.strip() for p in self.platforms.split(",") if p.strip()]
 
     def origins(self) -> list[str] | str:
+        """The configured origins, plus the gateway's own (its demo page must connect)."""
         value = self.allowed_origins.strip()
-        return "*" if value == "*" else [o.strip() for o in value.split(",") if o.strip()]
+        if value == "*":
+            return "*"
+        listed = [o.strip() for o in value.split(",") if o.strip()]
+        hosts = [self.host] + (["localhost", "127.0.0.1"] if self.host == "127.0.0.1" else [])
+        own = [f"http://{host}:{self.port}" for host in hosts]
+        return list(dict.fromkeys(listed + own))

@@ -104,7 +104,7 @@ def run_dev(settings: GatewaySettings, *, state_dir: str, ports: DevPorts = DevP
             ensure_topics(settings, layout.specs(settings.platform_ids(), [settings.gateway_id]))
         )
         _export(settings)
-        sup = Supervisor()
+        sup = Supervisor(on_exit=_crash_recorder(settings))
         sup.add("gateway", python_cmd("gateway"))
         for platform in settings.platform_ids():
             sup.add(f"runner:{platform}", python_cmd("runner", "--platform", platform))
@@ -126,13 +126,15 @@ def run_runners(settings: RunnerSettings) -> int:
     return sup.run()
 
 
-def _crash_recorder(settings: RunnerSettings) -> Callable[[Child, int], None]:
+def _crash_recorder(settings: CommonSettings) -> Callable[[Child, int], None]:
     """Records a crashed runner's exit code in Redis: its restarted self tells the sessions
     whose requests were in flight (``session thread closed unexpectedly: <code>``)."""
     from platform_runners.attempts import record_exit
 
     def on_exit(child: Child, code: int) -> None:
-        platform = child.name.partition(":")[2]
+        kind, _, platform = child.name.partition(":")
+        if kind != "runner":
+            return
         try:
             record_exit(settings.redis_url, settings.topic_prefix, platform, code)
         except Exception as exc:  # Redis down: the notice says "unknown" instead

@@ -1,4 +1,4 @@
-"""Fault-injection fixtures: a private Kafka broker and Redis for this package.
+"""Fault-injection fixtures: a private Kafka broker and Redis for the fault tests.
 
 The tests here kill and restart services; doing that to the session-wide
 broker would break whatever else runs against it, so this package starts its
@@ -20,7 +20,7 @@ from sockethub.devstack.redis import RedisServer
 from tests.e2e.faults.stack import FaultServices, FaultStack
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def fault_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultServices]:
     root = tmp_path_factory.mktemp("faults")
     broker = KafkaBroker(root / "kafka", port=free_port(), controller_port=free_port())

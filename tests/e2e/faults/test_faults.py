@@ -92,7 +92,6 @@ async def run_with_fault(
         counts = load.counts(recovered, fault_at)
     finally:
         await load.close()
-    print(counts.line(name))
     return load, counts
 
 
@@ -111,13 +110,21 @@ async def log_duplicates(stack: FaultStack, sids: set[str]) -> int:
     return sum(n - 1 for n in results.values())
 
 
+def show(capsys: pytest.CaptureFixture[str], line: str) -> None:
+    """Print past pytest's capture, so ``make test`` shows the counts of every run."""
+    with capsys.disabled():
+        print(f"\n{line}")
+
+
 def assert_exactly_once(counts: Counts) -> None:
     assert counts.lost == 0, counts
     assert counts.duplicated == 0, counts
     assert counts.answered == counts.sent, counts
 
 
-async def test_kafka_broker_restart_while_clients_send(fault_stack: FaultStack) -> None:
+async def test_kafka_broker_restart_while_clients_send(
+    fault_stack: FaultStack, capsys: pytest.CaptureFixture[str]
+) -> None:
     # The supervisor, as in production: a runner whose transaction broke exits and is
     # restarted with backoff.
     runners = fault_stack.runners.supervised("dummy")
@@ -130,11 +137,14 @@ async def test_kafka_broker_restart_while_clients_send(fault_stack: FaultStack) 
     load, counts = await run_with_fault(
         fault_stack, "kafka broker restart", restart_broker, tag="k"
     )
+    show(capsys, counts.line("kafka broker restart"))
     assert_exactly_once(counts)
     assert await log_duplicates(fault_stack, load.sids_seen) == 0
 
 
-async def test_redis_restart_while_clients_send(fault_stack: FaultStack) -> None:
+async def test_redis_restart_while_clients_send(
+    fault_stack: FaultStack, capsys: pytest.CaptureFixture[str]
+) -> None:
     runners = fault_stack.runners.supervised("dummy")
     fault_stack.gateway()
     await wait_assigned(runners)
@@ -146,11 +156,14 @@ async def test_redis_restart_while_clients_send(fault_stack: FaultStack) -> None
         await asyncio.to_thread(redis.start)
 
     load, counts = await run_with_fault(fault_stack, "redis restart", restart_redis, tag="r")
+    show(capsys, counts.line("redis restart"))
     assert_exactly_once(counts)
     assert await log_duplicates(fault_stack, load.sids_seen) == 0
 
 
-async def test_runner_killed_while_clients_send(fault_stack: FaultStack) -> None:
+async def test_runner_killed_while_clients_send(
+    fault_stack: FaultStack, capsys: pytest.CaptureFixture[str]
+) -> None:
     first = fault_stack.runners.runner("dummy", instance="0")
     second = fault_stack.runners.runner("dummy", instance="1")
     fault_stack.gateway()
@@ -166,11 +179,14 @@ async def test_runner_killed_while_clients_send(fault_stack: FaultStack) -> None
     load, counts = await run_with_fault(
         fault_stack, "runner kill -9", kill_runner, tag="w", rate=100.0
     )
+    show(capsys, counts.line("runner kill -9"))
     assert_exactly_once(counts)
     assert await log_duplicates(fault_stack, load.sids_seen) == 0
 
 
-async def test_gateway_killed_while_clients_send(fault_stack: FaultStack) -> None:
+async def test_gateway_killed_while_clients_send(
+    fault_stack: FaultStack, capsys: pytest.CaptureFixture[str]
+) -> None:
     runner = fault_stack.runners.runner("dummy", instance="0")
     first = fault_stack.gateway(wait=False)
     second = fault_stack.gateway(wait=False)
@@ -231,13 +247,14 @@ async def test_gateway_killed_while_clients_send(fault_stack: FaultStack) -> Non
     acked_ids = {o.request_id for o in load.outcomes.values() if o.ack is not None}
     logged_ids = {e.correlation_id for e in accepted.values()}
     duplicated = sum(n - 1 for n in results.values() if n > 1)
-    print(
+    show(
+        capsys,
         f"[fault gateway kill -9] sent={sent} answered before the kill={answered} "
         f"accepted (in the log)={len(accepted)} with a result in the log="
         f"{len(accepted) - len(missing)} lost={len(missing)} duplicated={duplicated} "
         f"unaccepted (never reached the log)={sent - len(accepted)} "
         f"time to recover={recovered_at - fault_at:.1f}s; second gateway: "
-        f"sent={counts_after.sent} answered={counts_after.answered} ok={counts_after.ok}"
+        f"sent={counts_after.sent} answered={counts_after.answered} ok={counts_after.ok}",
     )
     assert all(e.record.reply_route == reply_a for e in accepted.values())  # type: ignore[union-attr]
     assert acked_ids <= logged_ids, "an answered request is missing from the log"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sockethub.devstack.processes import free_port
+from tests.fixtures.gateway import Client, dummy
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -50,6 +52,21 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> dict[str, object]:
             last = err
         time.sleep(0.5)
     raise AssertionError(f"/readyz never answered 200: {last}")
+
+
+async def _echo_and_crash(port: int) -> None:
+    """The dev stack's runner answers, and a crash reaches the session with its exit code."""
+    client = Client(f"http://127.0.0.1:{port}")
+    await client.connect(headers={"Origin": f"http://127.0.0.1:{port}"})
+    try:
+        answer = await client.call("message", dummy("echo", "through dev"))
+        assert answer["actor"] == {"id": "dummy", "type": "platform"}
+        assert answer["object"]["content"] == "through dev"
+        await client.emit("message", dummy("exit1", "crash probe"))
+        event = await client.next_event("message", wait=120)
+        assert event["error"] == "Error: session thread closed unexpectedly: 1"
+    finally:
+        await client.close()
 
 
 class DevStack:
@@ -97,6 +114,7 @@ def test_dev_serves_readyz_and_stops_without_orphans(dev_stack: DevStack) -> Non
         time.sleep(0.2)
     assert f"Sockethub is ready at http://127.0.0.1:{dev_stack.port}/" in dev_stack.output()
     assert (dev_stack.state / "kafka" / "data" / "meta.properties").exists()
+    asyncio.run(_echo_and_crash(dev_stack.port))
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(90) == 0
@@ -109,8 +127,15 @@ def test_dev_recovers_after_kill_9(dev_stack: DevStack) -> None:
     _wait_ready(f"http://127.0.0.1:{dev_stack.port}/readyz", proc)
     proc.kill()
     proc.wait(10)
+    seen = len(dev_stack.output())
     # The children notice their parent's death; the next start clears whatever is left.
     proc = dev_stack.start()
+    # The old gateway may still answer while it shuts down: wait for the new run's word.
+    deadline = time.monotonic() + READY_DEADLINE
+    while "Sockethub is ready at" not in dev_stack.output()[seen:]:
+        assert proc.poll() is None, f"second start exited with {proc.returncode}"
+        assert time.monotonic() < deadline, "the second start never became ready"
+        time.sleep(0.5)
     body = _wait_ready(f"http://127.0.0.1:{dev_stack.port}/readyz", proc)
     assert body["ready"] is True
     proc.send_signal(signal.SIGINT)

@@ -45,3 +45,13 @@ def test_readme_documents_every_setting() -> None:
     for cls in (GatewaySettings, RunnerSettings):
         for name in cls.model_fields:
             assert f"SOCKETHUB_{name.upper()}" in readme
+
+
+def test_the_gateways_own_origin_is_always_allowed() -> None:
+    settings = GatewaySettings(port=4444, allowed_origins="https://app.example")
+    assert settings.origins() == [
+        "https://app.example",
+        "http://127.0.0.1:4444",
+        "http://localhost:4444",
+    ]
+    assert GatewaySettings(allowed_origins="*").origins() == "*"
