@@ -18,7 +18,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from sockethub.devstack.errors import StackError
-from sockethub.devstack.processes import PidFile, require_free_port, spawn, stop, wait_for_port
+from sockethub.devstack.processes import LocalService, PidFile, require_free_port
 
 KAFKA_VERSION = "4.1.1"
 _COMPLETE = ".complete"
@@ -104,8 +104,11 @@ def new_cluster_id() -> str:
 
 
 @dataclass
-class KafkaBroker:
+class KafkaBroker(LocalService):
     """One combined broker+controller process on loopback."""
+
+    name = "Kafka"
+    stop_timeout = 30.0
 
     data_dir: Path
     port: int = 9092
@@ -196,29 +199,6 @@ class KafkaBroker:
         libs = ensure_kafka_libs()
         config = self._write_config()
         self._format_once(libs, config)
-        log = self.data_dir / "kafka.log"
-        self._proc = spawn(self._java(libs, "kafka.Kafka", str(config), heap=self.heap),
-                           log_path=log)  # fmt: skip
-        self._pidfile.write(self._proc.pid)
-        if not wait_for_port(self.host, self.port, timeout=timeout, proc=self._proc):
-            code = self._proc.poll()
-            self.stop()
-            raise StackError(
-                f"Kafka did not start on {self.bootstrap} "
-                f"({'exit code ' + str(code) if code is not None else 'timed out'}); see {log}"
-            )
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL, for fault tests: what a crash looks like to clients."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait(10)
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            stop(self._proc, timeout=30)
-            self._proc = None
-        self._pidfile.clear()
+        cmd = self._java(libs, "kafka.Kafka", str(config), heap=self.heap)
+        self._launch(cmd, log=self.data_dir / "kafka.log", host=self.host, port=self.port,
+                     timeout=timeout)  # fmt: skip

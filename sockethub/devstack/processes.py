@@ -144,3 +144,45 @@ class PidFile:
             os.kill(pid, signal.SIGKILL)
         self.clear()
         return True
+
+
+class LocalService:
+    """A server process this project starts on loopback (the broker, Redis).
+
+    Subclasses set ``_proc`` to None initially and provide ``_pidfile``.
+    """
+
+    name = "service"
+    stop_timeout = 20.0
+    _proc: subprocess.Popen[bytes] | None
+
+    @property
+    def _pidfile(self) -> PidFile:
+        raise NotImplementedError
+
+    def _launch(
+        self, cmd: Sequence[str], *, log: Path, host: str, port: int, timeout: float
+    ) -> None:
+        """Start ``cmd`` and wait until it accepts on host:port, or stop it and say why."""
+        self._proc = spawn(cmd, log_path=log)
+        self._pidfile.write(self._proc.pid)
+        if not wait_for_port(host, port, timeout=timeout, proc=self._proc):
+            code = self._proc.poll()
+            self.stop()
+            why = f"exit code {code}" if code is not None else "timed out"
+            raise StackError(f"{self.name} did not start on {host}:{port} ({why}); see {log}")
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, for fault tests: what a crash looks like to clients."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(10)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            stop(self._proc, timeout=self.stop_timeout)
+            self._proc = None
+        self._pidfile.clear()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sockethub.devstack.errors import StackError
-from sockethub.devstack.processes import PidFile, require_free_port, spawn, stop, wait_for_port
+from sockethub.devstack.processes import LocalService, PidFile, require_free_port
 
 
 def redis_binary() -> str:
@@ -25,7 +25,9 @@ def redis_binary() -> str:
 
 
 @dataclass
-class RedisServer:
+class RedisServer(LocalService):
+    name = "Redis"
+
     data_dir: Path
     port: int = 6379
     host: str = "127.0.0.1"
@@ -46,32 +48,10 @@ class RedisServer:
         require_free_port(
             self.host, self.port, "Redis", "stop it, or point SOCKETHUB_REDIS_URL at it"
         )
-        log = self.data_dir / "redis.log"
         # Session state is ephemeral by design: no snapshots, no append-only file.
-        self._proc = spawn(
-            [
-                binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.data_dir),
-                "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
-            ],
-            log_path=log,
-        )  # fmt: skip
-        self._pidfile.write(self._proc.pid)
-        if not wait_for_port(self.host, self.port, timeout=timeout, proc=self._proc):
-            code = self._proc.poll()
-            self.stop()
-            raise StackError(f"Redis did not start on {self.host}:{self.port} (exit {code}); "
-                             f"see {log}")  # fmt: skip
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait(10)
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            stop(self._proc)
-            self._proc = None
-        self._pidfile.clear()
+        cmd = [
+            binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.data_dir),
+            "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
+        ]  # fmt: skip
+        self._launch(cmd, log=self.data_dir / "redis.log", host=self.host, port=self.port,
+                     timeout=timeout)  # fmt: skip
