@@ -11,23 +11,19 @@ from __future__ import annotations
 import calendar
 import io
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import feedparser
 
+from platform_runners.fetching import FetchPlatform
 from platform_runners.http_guard import (
     FEED_CONTENT_TYPES,
     FetchError,
     FetchResponse,
     GuardedClient,
-    GuardSettings,
 )
-from platform_runners.platform import Context, Emitter, Handler, Platform, PlatformError
-from platform_runners.settings import RunnerSettings
 from schemas.envelopes import JSONDict
-from schemas.platform_registry import PlatformDescriptor
 
 MAX_NOTE_LENGTH = 256
 """Longer content makes an ``article``, shorter a ``note`` (as Sockethub does)."""
@@ -232,23 +228,10 @@ async def fetch_feed(client: GuardedClient, request: JSONDict) -> JSONDict:
     return feed_collection(request, summary, items)
 
 
-class FeedsPlatform(Platform):
+class FeedsPlatform(FetchPlatform):
     """``fetch``: the feed at ``actor.id`` as a collection of posts."""
 
     name = "feeds"
 
-    def __init__(
-        self, settings: RunnerSettings, descriptor: PlatformDescriptor, emitter: Emitter
-    ) -> None:
-        super().__init__(settings, descriptor, emitter)
-        self.client = GuardedClient(GuardSettings.from_allowlist(settings.fetch_allowlist))
-
-    def handlers(self) -> Mapping[str, Handler]:
-        return {"fetch": self.fetch}
-
-    async def fetch(self, ctx: Context) -> JSONDict:
-        try:
-            return await fetch_feed(self.client, ctx.activity)
-        except FetchError as exc:  # answered, not retried: the client sees it at once
-            ctx.log.info("feeds.fetch_failed", error=str(exc))
-            raise PlatformError(str(exc)) from None
+    async def fetch_result(self, request: JSONDict) -> JSONDict:
+        return await fetch_feed(self.client, request)

@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Mapping
 from html.parser import HTMLParser
 from urllib.parse import urljoin
 
+from platform_runners.fetching import FetchPlatform
 from platform_runners.http_guard import (
     HTML_CONTENT_TYPES,
     FetchError,
     GuardedClient,
-    GuardSettings,
     HttpStatusError,
     content_type_charset,
 )
-from platform_runners.platform import Context, Emitter, Handler, Platform, PlatformError
-from platform_runners.settings import RunnerSettings
 from schemas.envelopes import JSONDict
-from schemas.platform_registry import PlatformDescriptor
 
 ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.1"
 SNIFF_BYTES = 4096
@@ -245,23 +241,10 @@ async def fetch_metadata(client: GuardedClient, request: JSONDict) -> JSONDict:
     return result
 
 
-class MetadataPlatform(Platform):
+class MetadataPlatform(FetchPlatform):
     """``fetch``: the metadata of the page at ``actor.id``."""
 
     name = "metadata"
 
-    def __init__(
-        self, settings: RunnerSettings, descriptor: PlatformDescriptor, emitter: Emitter
-    ) -> None:
-        super().__init__(settings, descriptor, emitter)
-        self.client = GuardedClient(GuardSettings.from_allowlist(settings.fetch_allowlist))
-
-    def handlers(self) -> Mapping[str, Handler]:
-        return {"fetch": self.fetch}
-
-    async def fetch(self, ctx: Context) -> JSONDict:
-        try:
-            return await fetch_metadata(self.client, ctx.activity)
-        except FetchError as exc:  # answered, not retried: the client sees it at once
-            ctx.log.info("metadata.fetch_failed", error=str(exc))
-            raise PlatformError(str(exc)) from None
+    async def fetch_result(self, request: JSONDict) -> JSONDict:
+        return await fetch_metadata(self.client, request)
