@@ -26,7 +26,7 @@ class RunnerSettings(CommonSettings):
     greeting: str = Field("Hello", description="The dummy platform's greeting")
     instance: str = Field(
         "0",
-        pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
         description=(
             "This runner's instance name, unique among the runners of one platform and stable "
             "across its restarts (it names the Kafka transactional id)"

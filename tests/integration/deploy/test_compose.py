@@ -93,7 +93,12 @@ def test_services(project: Project, demo: Project) -> None:
 def test_one_scalable_runner_service_per_platform(project: Project) -> None:
     for platform in PLATFORMS:
         runner = project["services"][f"runner-{platform}"]
-        assert runner["command"] == ["runner", "--platform", platform]
+        shell, flag, script = runner["entrypoint"]
+        assert (shell, flag) == ("sh", "-c")
+        # Replicas are told apart by their container hostname (their transactional id);
+        # `compose config` keeps the `$$` escape, the container's shell sees `$HOSTNAME`.
+        assert script == f'exec sockethub runner --platform {platform} --instance "$$HOSTNAME"'
+        assert runner.get("command") is None
         # Scalable with --scale: no fixed name, no published port.
         assert "container_name" not in runner
         assert not runner.get("ports")

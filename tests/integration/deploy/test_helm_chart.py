@@ -133,6 +133,9 @@ def test_one_runner_deployment_per_enabled_platform(
         (container,) = dep["spec"]["template"]["spec"]["containers"]
         assert container["args"] == ["runner", "--platform", platform]
         assert dep["metadata"]["name"] == f"sh-sockethub-runner-{platform}"
+        # Each replica is its own runner instance (its Kafka transactional id).
+        instance = next(e for e in container["env"] if e["name"] == "SOCKETHUB_INSTANCE")
+        assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
     docs = render(helm_bin, "--set", "runners.platforms.irc.enabled=false",
                   "--set", "runners.platforms.feeds.enabled=false")  # fmt: skip
