@@ -3,47 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from platform_runners.irc.platform import IrcPlatform, IrcSettings
 from platform_runners.persistent_platform import PersistentSettings
 from platform_runners.persistent_state import MemoryStateStore
-from platform_runners.platform import Context
-from platform_runners.settings import RunnerSettings
-from schemas.envelopes import JSONDict, Request
-from schemas.platform_registry import PlatformRegistry, canonical_context
+from schemas.envelopes import JSONDict
+from tests.fixtures.persistent import (
+    MemoryCredentials,
+    RecordingEmitter,
+    call_handler,
+    runner_parts,
+)
 from tests.integration.irc.ngircd import Ngircd
-
-
-@dataclass
-class Sink:
-    """The runner's Emitter: records (session, activity, route)."""
-
-    events: list[tuple[str, JSONDict, str | None]] = field(default_factory=list)
-
-    def emit(
-        self,
-        session_id: str,
-        activity: JSONDict,
-        *,
-        verb: str | None = None,
-        error: str | None = None,
-        reply_route: str | None = None,
-    ) -> bool:
-        self.events.append((session_id, activity, reply_route))
-        return True
-
-    def of(self, session_id: str) -> list[JSONDict]:
-        return [a for s, a, _ in self.events if s == session_id]
-
-
-@dataclass
-class Credentials:
-    stored: dict[tuple[str, str, str], JSONDict] = field(default_factory=dict)
-
-    async def get(self, session_id: str, platform: str, actor_id: str) -> JSONDict | None:
-        return self.stored.get((session_id, platform, actor_id))
 
 
 class Harness:
@@ -52,16 +24,14 @@ class Harness:
         server: Ngircd,
         *,
         store: MemoryStateStore | None = None,
-        credentials: Credentials | None = None,
+        credentials: MemoryCredentials | None = None,
         grace: float = 1.0,
     ) -> None:
         self.server = server
-        self.sink = Sink()
+        self.sink = RecordingEmitter()
         self.store = store or MemoryStateStore()
-        self.credentials = credentials or Credentials()
-        settings = RunnerSettings.model_validate({"secret": "s" * 32, "request_partitions": 3})
-        descriptor = PlatformRegistry(["irc"]).get("irc")
-        assert descriptor is not None
+        self.credentials = credentials or MemoryCredentials()
+        settings, descriptor = runner_parts("irc")
         self.platform = IrcPlatform(
             settings,
             descriptor,
@@ -91,29 +61,16 @@ class Harness:
     async def call(
         self, session: str, verb: str, nick: str, partition: int = 0, **fields: Any
     ) -> JSONDict | None:
-        activity: JSONDict = {
-            "@context": canonical_context("irc"),
-            "type": verb,
-            "actor": self.actor(nick),
-            **fields,
-        }
-        request = Request(
-            session_id=session,
-            reply_route=f"route-{session}",
-            platform="irc",
-            verb=verb,
-            activity=activity,
-        )
-        ctx = Context(
-            request,
-            platform="irc",
-            attempt=1,
+        return await call_handler(
+            self.platform,
+            session,
+            verb,
+            self.actor(nick),
             credentials=self.credentials,
             emitter=self.sink,
             partition=partition,
+            **fields,
         )
-        handler = self.platform.handlers()[verb]
-        return await handler(ctx)
 
 
 def new_nick() -> str:

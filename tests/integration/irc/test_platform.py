@@ -125,7 +125,7 @@ async def test_shared_connection_fans_out_and_closes_after_grace(ngircd_password
         await h.call("s3", "send", other, target=h.room("#shared"), object=message("to both"))
         for session in ("s1", "s2"):
             await until(partial(sent_to, h, session))
-        routes = {r for s, _, r in h.sink.events if s in ("s1", "s2")}
+        routes = {e.reply_route for e in h.sink.events if e.session_id in ("s1", "s2")}
         assert routes == {"route-s1", "route-s2"}
         await h.platform.session_closed("s1")
         await h.platform.session_closed("s2")

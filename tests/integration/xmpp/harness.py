@@ -2,77 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from platform_runners.persistent_platform import PersistentSettings
 from platform_runners.persistent_state import MemoryStateStore
-from platform_runners.platform import Context, PlatformError
-from platform_runners.settings import RunnerSettings
+from platform_runners.platform import PlatformError
 from platform_runners.xmpp.config import XmppSettings
 from platform_runners.xmpp.platform import XmppPlatform
-from schemas.envelopes import JSONDict, Request
-from schemas.platform_registry import PlatformRegistry, canonical_context
+from schemas.envelopes import JSONDict
+from tests.fixtures.persistent import (
+    MemoryCredentials,
+    RecordingEmitter,
+    call_handler,
+    runner_parts,
+)
 from tests.integration.xmpp.prosody import MUC, Prosody
-
-WAIT = 30.0
-
-
-@dataclass
-class Sink:
-    """The runner's Emitter: records (session, activity, error)."""
-
-    events: list[tuple[str, JSONDict, str | None]] = field(default_factory=list)
-
-    def emit(
-        self,
-        session_id: str,
-        activity: JSONDict,
-        *,
-        verb: str | None = None,
-        error: str | None = None,
-        reply_route: str | None = None,
-    ) -> bool:
-        self.events.append((session_id, activity, error))
-        return True
-
-    def of(self, session_id: str) -> list[JSONDict]:
-        return [a for s, a, _ in self.events if s == session_id]
-
-    async def wait_for(
-        self, session_id: str, predicate: Callable[[JSONDict], bool], *, within: float = WAIT
-    ) -> JSONDict:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            for activity in self.of(session_id):
-                if predicate(activity):
-                    return activity
-            await asyncio.sleep(0.05)
-        raise AssertionError(
-            f"no matching event for {session_id} in {within}s: {self.of(session_id)}"
-        )
-
-
-@dataclass
-class Credentials:
-    stored: dict[tuple[str, str, str], JSONDict] = field(default_factory=dict)
-
-    async def get(self, session_id: str, platform: str, actor_id: str) -> JSONDict | None:
-        return self.stored.get((session_id, platform, actor_id))
 
 
 class Harness:
     def __init__(self, server: Prosody, *, grace: float = 1.0, window: float = 30.0) -> None:
         self.server = server
-        self.sink = Sink()
+        self.sink = RecordingEmitter()
         self.store = MemoryStateStore()
-        self.credentials = Credentials()
-        settings = RunnerSettings.model_validate({"secret": "s" * 32, "request_partitions": 3})
-        descriptor = PlatformRegistry(["xmpp"]).get("xmpp")
-        assert descriptor is not None
+        self.credentials = MemoryCredentials()
+        settings, descriptor = runner_parts("xmpp")
         self.platform = XmppPlatform(
             settings,
             descriptor,
@@ -106,28 +59,15 @@ class Harness:
         self.credentials.stored[(session, "xmpp", jid)] = activity
 
     async def call(self, session: str, verb: str, jid: str, **fields: Any) -> JSONDict | None:
-        activity: JSONDict = {
-            "@context": canonical_context("xmpp"),
-            "type": verb,
-            "actor": self.actor(jid),
-            **fields,
-        }
-        request = Request(
-            session_id=session,
-            reply_route=f"route-{session}",
-            platform="xmpp",
-            verb=verb,
-            activity=activity,
-        )
-        ctx = Context(
-            request,
-            platform="xmpp",
-            attempt=1,
+        return await call_handler(
+            self.platform,
+            session,
+            verb,
+            self.actor(jid),
             credentials=self.credentials,
             emitter=self.sink,
-            partition=0,
+            **fields,
         )
-        return await self.platform.handlers()[verb](ctx)
 
     async def error_of(self, session: str, verb: str, jid: str, **fields: Any) -> str:
         """The client-facing error text of a call that must fail."""

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
 
 from sockethub.devstack.processes import free_port
+from tests.fixtures.persistent import said
 from tests.integration.xmpp.conftest import PASSWORD, Accounts
 from tests.integration.xmpp.harness import Harness
 from tests.integration.xmpp.prosody import MUC, Prosody
 
 pytestmark = pytest.mark.timeout(120)
-
-Event = dict[str, Any]
 
 
 @pytest.fixture
@@ -24,10 +22,6 @@ async def harness(prosody: Prosody) -> AsyncIterator[Harness]:
     await h.platform.start()
     yield h
     await h.close()
-
-
-def said(content: str) -> Callable[[Event], bool]:
-    return lambda e: e.get("type") == "send" and e.get("object", {}).get("content") == content
 
 
 def room_name() -> str:

@@ -7,25 +7,9 @@ import asyncio
 from platform_runners.persistent import ConnectionKey, ConnectionPool, Slot, connection_key
 from platform_runners.persistent_state import MemoryStateStore
 from schemas.envelopes import JSONDict
+from tests.fixtures.persistent import RecordingEmitter
 
 SECRET = "x" * 32
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str | None, JSONDict]] = []
-
-    def emit(
-        self,
-        session_id: str,
-        activity: JSONDict,
-        *,
-        verb: str | None = None,
-        error: str | None = None,
-        reply_route: str | None = None,
-    ) -> bool:
-        self.sent.append((session_id, reply_route, activity))
-        return True
 
 
 def creds(**obj: object) -> JSONDict:
@@ -44,7 +28,7 @@ def test_keys_share_only_secret_bearing_credentials() -> None:
 
 
 def pool(
-    store: MemoryStateStore, sink: Sink, closed: list[str], grace: float = 0.2
+    store: MemoryStateStore, sink: RecordingEmitter, closed: list[str], grace: float = 0.2
 ) -> ConnectionPool[str]:
     async def close(slot: Slot[str]) -> None:
         closed.append(slot.actor_id)
@@ -55,7 +39,7 @@ def pool(
 
 
 async def test_attach_broadcast_detach_grace_and_tombstone() -> None:
-    store, sink = MemoryStateStore(), Sink()
+    store, sink = MemoryStateStore(), RecordingEmitter()
     closed: list[str] = []
     p = pool(store, sink, closed)
     key = ConnectionKey("n@s", "shared:abc")
@@ -68,7 +52,10 @@ async def test_attach_broadcast_detach_grace_and_tombstone() -> None:
     assert state["sessions"] == {"s1": "route-1", "s2": "route-2"}
     assert state["credentials_session"] == "s1" and "password" not in str(state)
     assert p.broadcast(slot, {"type": "send"}) == 2
-    assert {(s, r) for s, r, _ in sink.sent} == {("s1", "route-1"), ("s2", "route-2")}
+    assert {(e.session_id, e.reply_route) for e in sink.events} == {
+        ("s1", "route-1"),
+        ("s2", "route-2"),
+    }
     p.detach(slot, "s1")
     assert slot.credentials_session == "s2" and p.find("s1", "n@s") is None
     p.detach(slot, "s2")
@@ -84,7 +71,7 @@ async def test_attach_broadcast_detach_grace_and_tombstone() -> None:
 
 
 async def test_close_all_keeps_desired_state() -> None:
-    store, sink = MemoryStateStore(), Sink()
+    store, sink = MemoryStateStore(), RecordingEmitter()
     closed: list[str] = []
     p = pool(store, sink, closed)
     for partition in (0, 1):
@@ -109,7 +96,7 @@ async def test_close_all_keeps_desired_state() -> None:
 
 
 async def test_moving_a_session_to_new_credentials() -> None:
-    p = pool(MemoryStateStore(), Sink(), [])
+    p = pool(MemoryStateStore(), RecordingEmitter(), [])
     old: Slot[str] = Slot(ConnectionKey("n@s", "shared:1"), 0, {}, "s1", connection="c")
     new: Slot[str] = Slot(ConnectionKey("n@s", "shared:2"), 0, {}, "s1", connection="d")
     p.add(old)
