@@ -8,7 +8,7 @@ would only ever reach this machine.
 from __future__ import annotations
 
 import ssl
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from platform_runners.http_guard import (
     ResponseTooLargeError,
     TooManyRedirectsError,
 )
+from tests.fixtures.certs import self_signed
 from tests.integration.fetch.loopback import Server
 
 pytestmark = pytest.mark.timeout(60)
@@ -272,45 +273,13 @@ async def test_ipv6_literal_is_pinned_and_allow_listed() -> None:
         await runner.cleanup()
 
 
-def _self_signed(name: str, directory: Path) -> tuple[Path, Path]:
-    """A throwaway certificate for ``name`` (its own CA) and its key, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 async def test_https_to_a_pinned_address_keeps_sni_and_certificate_name(tmp_path: Path) -> None:
     """TLS goes to the vetted 127.0.0.2 while SNI and the certificate check use the name."""
     from aiohttp import web
 
-    cert, key = _self_signed("feeds.test", tmp_path)
+    cert, key = self_signed(
+        tmp_path, "feeds.test", dns_names=["feeds.test"], valid_for=timedelta(hours=1)
+    )
     server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ssl.load_cert_chain(cert, key)
     seen_sni: list[str | None] = []

@@ -2,56 +2,17 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-from sockethub.devstack.processes import free_port
+from sockethub.devstack.processes import free_port, spawn, stop, wait_for_port
+from tests.fixtures.certs import self_signed
 
 NGIRCD = shutil.which("ngircd") or "/usr/sbin/ngircd"
 SERVER_NAME = "irc.test"
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (and its key), good as its own CA."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 @dataclass
@@ -71,7 +32,7 @@ class Ngircd:
         return self.directory / "ngircd.log"
 
     def _config(self) -> str:
-        cert, key = self_signed(self.directory)
+        cert, key = self_signed(self.directory, "127.0.0.1", ip_addresses=["127.0.0.1"])
         password = f"Password = {self.password}\n" if self.password else ""
         return (
             "[Global]\n"
@@ -87,30 +48,17 @@ class Ngircd:
         self.directory.mkdir(parents=True, exist_ok=True)
         config = self.directory / "ngircd.conf"
         config.write_text(self._config())
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [NGIRCD, "-n", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT
-        )
+        self.proc = spawn([NGIRCD, "-n", "-f", str(config)], log_path=self.log_path)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ngircd exited: {self.log_path.read_text(errors='replace')}")
-            try:
-                with (
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1),
-                    socket.create_connection(("127.0.0.1", self.tls_port), timeout=1),
-                ):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"ngircd not listening after {timeout}s")
+        for port in (self.port, self.tls_port):
+            left = max(deadline - time.monotonic(), 0.0)
+            if not wait_for_port("127.0.0.1", port, timeout=left, proc=self.proc):
+                if self.proc.poll() is not None:
+                    log = self.log_path.read_text(errors="replace")
+                    raise RuntimeError(f"ngircd exited: {log}")
+                raise RuntimeError(f"ngircd not listening after {timeout}s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop(self.proc, timeout=10)
         self.proc = None

@@ -8,55 +8,21 @@ for another domain fails at once instead of a DNS lookup), a MUC component
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.serialization import PrivateFormat
 
-from sockethub.devstack.processes import free_port, wait_for_port
+from sockethub.devstack.processes import free_port, spawn, stop, wait_for_port
+from tests.fixtures.certs import self_signed
 
 PROSODY = shutil.which("prosody") or "/usr/bin/prosody"
 PROSODYCTL = shutil.which("prosodyctl") or "/usr/bin/prosodyctl"
 DOMAIN = "localhost"
 MUC = "conference.localhost"
 HOST = "127.0.0.1"
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for ``localhost``/127.0.0.1 (and its key), good as its own CA."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DOMAIN)])
-    now = datetime.datetime.now(datetime.UTC)
-    names = [x509.DNSName(DOMAIN), x509.DNSName(MUC), x509.IPAddress(ipaddress.ip_address(HOST))]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 @dataclass
@@ -114,7 +80,13 @@ Component "{MUC}" "muc"
     def write_config(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "data").mkdir(exist_ok=True)
-        self_signed(self.directory)
+        self_signed(
+            self.directory,
+            DOMAIN,
+            dns_names=[DOMAIN, MUC],
+            ip_addresses=[HOST],
+            key_format=PrivateFormat.TraditionalOpenSSL,
+        )
         self.config_path.write_text(self._config())
 
     def register(self, user: str, password: str) -> str:
@@ -130,13 +102,7 @@ Component "{MUC}" "muc"
     def start(self, timeout: float = 60.0) -> None:
         if not self.config_path.exists():
             self.write_config()
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [PROSODY, "--config", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = spawn([PROSODY, "--config", str(self.config_path)], log_path=self.log_path)
         if not wait_for_port(HOST, self.port, timeout=timeout, proc=self.proc):
             self.stop()
             raise RuntimeError(f"prosody not listening:\n{self.log_tail()}")
@@ -145,11 +111,6 @@ Component "{MUC}" "muc"
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop(self.proc, timeout=15)
         self.proc = None
