@@ -75,21 +75,20 @@ def origin_app(release: asyncio.Event) -> web.Application:
     app = web.Application()
     routes = web.RouteTableDef()
 
+    def data_file(folder: str, types: dict[str, str], name: str) -> web.Response:
+        """``tests/data/<folder>/<name>`` with its listed content type; 404 if not listed."""
+        if name not in types:
+            raise web.HTTPNotFound()
+        body = (DATA / folder / name).read_bytes()
+        return web.Response(body=body, headers={"Content-Type": types[name]})
+
     @routes.get("/feeds/{name}")
     async def feed(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        if name not in FEED_TYPES:
-            raise web.HTTPNotFound()
-        body = (DATA / "feeds" / name).read_bytes()
-        return web.Response(body=body, headers={"Content-Type": FEED_TYPES[name]})
+        return data_file("feeds", FEED_TYPES, request.match_info["name"])
 
     @routes.get("/pages/{name}")
     async def page(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        if name not in PAGE_TYPES:
-            raise web.HTTPNotFound()
-        body = (DATA / "pages" / name).read_bytes()
-        return web.Response(body=body, headers={"Content-Type": PAGE_TYPES[name]})
+        return data_file("pages", PAGE_TYPES, request.match_info["name"])
 
     @routes.get("/gzip/rss2.xml")
     async def gzipped(request: web.Request) -> web.Response:

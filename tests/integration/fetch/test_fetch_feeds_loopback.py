@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from platform_runners.feeds import FeedsPlatform, parse_feed
-from platform_runners.platform import Context, PlatformError, describe
-from platform_runners.settings import RunnerSettings
-from schemas.envelopes import JSONDict, Request
-from schemas.platform_registry import PlatformRegistry, canonical_context
-from tests.integration.fetch.loopback import ALLOWLIST, Server
+from schemas.envelopes import JSONDict
+from schemas.platform_registry import canonical_context
+from tests.integration.fetch.direct import error_of, fetch, loopback_platform
+from tests.integration.fetch.loopback import Server
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class NoEmit:
-    def emit(self, session_id: str, activity: JSONDict, **kwargs: Any) -> bool:
-        return False
-
-
 @pytest.fixture(scope="module")
 def feeds() -> FeedsPlatform:
-    descriptor = PlatformRegistry(["feeds"]).get("feeds")
-    assert descriptor is not None
-    return FeedsPlatform(
-        RunnerSettings.model_validate({"fetch_allowlist": ALLOWLIST}), descriptor, NoEmit()
-    )
+    return loopback_platform(FeedsPlatform)
 
 
 def request(url: str, obj: JSONDict | None = None, id: str | None = None) -> JSONDict:
@@ -41,24 +29,6 @@ def request(url: str, obj: JSONDict | None = None, id: str | None = None) -> JSO
     if id is not None:
         activity["id"] = id
     return activity
-
-
-async def fetch(platform: FeedsPlatform, activity: JSONDict) -> JSONDict:
-    ctx = Context(
-        Request("s1", "replies", "feeds", "fetch", activity),
-        platform="feeds",
-        attempt=1,
-        credentials=None,
-        emitter=NoEmit(),
-    )
-    return await platform.handlers()["fetch"](ctx) or {}
-
-
-async def error_of(platform: FeedsPlatform, activity: JSONDict) -> str:
-    """The error text the client would see (the runner prefixes ``Error: ``)."""
-    with pytest.raises(PlatformError) as caught:
-        await fetch(platform, activity)
-    return describe(caught.value)
 
 
 @pytest.mark.parametrize(

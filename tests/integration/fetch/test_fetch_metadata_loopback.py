@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from platform_runners.metadata import MetadataPlatform
-from platform_runners.platform import Context, PlatformError, describe
-from platform_runners.settings import RunnerSettings
-from schemas.envelopes import JSONDict, Request
-from schemas.platform_registry import PlatformRegistry, canonical_context
-from tests.integration.fetch.loopback import ALLOWLIST, Server
+from schemas.envelopes import JSONDict
+from schemas.platform_registry import canonical_context
+from tests.integration.fetch.direct import error_of, fetch, loopback_platform
+from tests.integration.fetch.loopback import Server
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class NoEmit:
-    def emit(self, session_id: str, activity: JSONDict, **kwargs: Any) -> bool:
-        return False
-
-
 @pytest.fixture(scope="module")
 def metadata() -> MetadataPlatform:
-    descriptor = PlatformRegistry(["metadata"]).get("metadata")
-    assert descriptor is not None
-    return MetadataPlatform(
-        RunnerSettings.model_validate({"fetch_allowlist": ALLOWLIST}), descriptor, NoEmit()
-    )
+    return loopback_platform(MetadataPlatform)
 
 
 def request(url: str, id: str | None = None) -> JSONDict:
@@ -39,23 +27,6 @@ def request(url: str, id: str | None = None) -> JSONDict:
     if id is not None:
         activity["id"] = id
     return activity
-
-
-async def fetch(platform: MetadataPlatform, activity: JSONDict) -> JSONDict:
-    ctx = Context(
-        Request("s1", "replies", "metadata", "fetch", activity),
-        platform="metadata",
-        attempt=1,
-        credentials=None,
-        emitter=NoEmit(),
-    )
-    return await platform.handlers()["fetch"](ctx) or {}
-
-
-async def error_of(platform: MetadataPlatform, activity: JSONDict) -> str:
-    with pytest.raises(PlatformError) as caught:
-        await fetch(platform, activity)
-    return describe(caught.value)
 
 
 async def test_open_graph_and_twitter_fields(metadata: MetadataPlatform, origin: Server) -> None:
