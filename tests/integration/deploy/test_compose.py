@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from sockethub.devstack.tools import ensure_compose
+from tests.integration.deploy.settings_check import load_deployed_settings
 
 # The first run builds Compose from source (minutes); later runs find it cached.
 pytestmark = pytest.mark.timeout(2400)
@@ -196,12 +197,5 @@ def test_every_setting_is_a_known_valid_setting(
     for name in {"gateway"} | RUNNERS:
         model = GatewaySettings if name == "gateway" else RunnerSettings
         env = {k: v for k, v in project["services"][name]["environment"].items() if v}
-        known = {f"SOCKETHUB_{field.upper()}" for field in model.model_fields}
-        assert set(env) - known == set(), f"{name}: unknown settings"
-        for var in list(os.environ):
-            if var.startswith("SOCKETHUB_"):
-                monkeypatch.delenv(var)
-        for var, value in env.items():
-            monkeypatch.setenv(var, value)
-        settings = model()  # raises on a value the program would refuse
+        settings = load_deployed_settings(model, env, monkeypatch, name)
         assert settings.replication_factor == 1

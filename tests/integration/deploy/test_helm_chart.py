@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from sockethub.devstack.tools import ensure_helm
+from tests.integration.deploy.settings_check import load_deployed_settings
 
 # The first run builds helm from source (minutes); later runs find it cached.
 pytestmark = pytest.mark.timeout(2400)
@@ -410,14 +410,7 @@ def test_every_rendered_setting_is_a_known_valid_setting(
         gateway = dep["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
         model = GatewaySettings if gateway else RunnerSettings
         env = _settings_env(docs, dep)
-        known = {f"SOCKETHUB_{name.upper()}" for name in model.model_fields}
-        assert set(env) - known == set(), f"{dep['metadata']['name']}: unknown settings"
-        for name in list(os.environ):
-            if name.startswith("SOCKETHUB_"):
-                monkeypatch.delenv(name)
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        settings = model()  # raises on a value the program would refuse
+        settings = load_deployed_settings(model, env, monkeypatch, dep["metadata"]["name"])
         assert (
             settings.kafka_bootstrap
             == one(docs, "ConfigMap", "sh-sockethub-common")["data"]["SOCKETHUB_KAFKA_BOOTSTRAP"]
