@@ -27,7 +27,7 @@ import pytest
 from platform_runners.registry import BUILTINS
 from sockethub.devstack.processes import free_port
 from tests.fixtures.gateway import REPO, GatewayFactory, http_get, wait_ready
-from tests.fixtures.runners import RunnerStack
+from tests.fixtures.runners import RunnerStack, started_runners
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.timeout(600)]
 
@@ -101,14 +101,8 @@ def demo_stack(
     stack = RunnerStack(
         kafka_bootstrap, redis_url, f"demo{uuid.uuid4().hex[:8]}", tmp_path / "logs", env
     )
-    stack.logs.mkdir()
-    runners = [stack.runner("dummy"), stack.runner("feeds")]
-    try:
-        for runner in runners:
-            runner.wait_for_log("runner.partitions.assigned", timeout=180)
+    with started_runners(stack, "dummy", "feeds", timeout=180):
         yield stack
-    finally:
-        stack.stop_all()
 
 
 def _browser_tooling() -> list[str]:

@@ -15,7 +15,7 @@ import pytest
 
 from schemas.platform_registry import canonical_context
 from tests.fixtures.gateway import Client, GatewayProcess
-from tests.fixtures.runners import RunnerStack
+from tests.fixtures.runners import RunnerStack, started_runners
 from tests.integration.fetch.loopback import ALLOWLIST, Server
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.timeout(300)]
@@ -35,14 +35,8 @@ def fetch_stack(
     root = tmp_path_factory.mktemp("fetch-e2e")
     env = {"SOCKETHUB_SECRET": sockethub_secret, "SOCKETHUB_FETCH_ALLOWLIST": ALLOWLIST}
     stack = RunnerStack(kafka_bootstrap, redis_url, shared_gateway_prefix, root / "logs", env)
-    stack.logs.mkdir()
-    runners = [stack.runner("feeds"), stack.runner("metadata")]
-    try:
-        for runner in runners:
-            runner.wait_for_log("runner.partitions.assigned", timeout=120)
+    with started_runners(stack, "feeds", "metadata"):
         yield stack
-    finally:
-        stack.stop_all()
 
 
 @pytest.fixture

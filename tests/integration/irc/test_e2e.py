@@ -16,10 +16,12 @@ import pytest
 
 from platform_runners.irc.message import Message
 from schemas.platform_registry import canonical_context
-from tests.fixtures.gateway import Client, GatewayProcess, _start_gateway, wait_ready
-from tests.fixtures.runners import RunnerStack
+from tests.fixtures.gateway import Client, GatewayProcess, running_gateway
+from tests.fixtures.persistent import said
+from tests.fixtures.runners import RunnerStack, started_runners
 from tests.integration.irc.ngircd import Ngircd
 from tests.integration.irc.test_protocol import connection
+from tests.integration.peers import kill_the_holder, new_client, next_matching
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.timeout(300)]
 
@@ -36,14 +38,9 @@ def prefix() -> str:
 def gateway(
     stack_env: dict[str, str], prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    process = _start_gateway(
-        stack_env, tmp_path_factory.mktemp("irc-gw"), topic_prefix=prefix, request_timeout=90
-    )
-    try:
-        wait_ready(process)
+    log_dir = tmp_path_factory.mktemp("irc-gw")
+    with running_gateway(stack_env, log_dir, topic_prefix=prefix, request_timeout=90) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +59,8 @@ def irc_stack(
         "SOCKETHUB_IRC_RECONNECT_WINDOW": "40",
     }
     stack = RunnerStack(kafka_bootstrap, redis_url, prefix, root / "logs", env)
-    stack.logs.mkdir()
-    first = stack.runner("irc", instance="a")
-    try:
-        first.wait_for_log("runner.partitions.assigned", timeout=120)
+    with started_runners(stack, "irc", instance="a"):
         yield stack
-    finally:
-        stack.stop_all()
 
 
 @pytest.fixture
@@ -77,12 +69,6 @@ async def clients(gateway: GatewayProcess, irc_stack: RunnerStack) -> AsyncItera
     yield made
     for client in made:
         await client.close()
-
-
-async def new_client(gateway: GatewayProcess, made: list[Client]) -> Client:
-    client = await Client(gateway.url).connect()
-    made.append(client)
-    return client
 
 
 def nick() -> str:
@@ -108,20 +94,6 @@ async def login(client: Client, name: str, server: Ngircd, **extra: Any) -> dict
     assert "error" not in stored, stored
     answer: dict[str, Any] = await client.call("message", activity("connect", name))
     return answer
-
-
-async def next_matching(
-    client: Client, predicate: Callable[[dict[str, Any]], bool], wait: float = 60.0
-) -> dict[str, Any]:
-    async with asyncio.timeout(wait):
-        while True:
-            event: dict[str, Any] = await client.next_event("message", wait)
-            if predicate(event):
-                return event
-
-
-def said(content: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda e: e.get("type") == "send" and e.get("object", {}).get("content") == content
 
 
 async def test_two_clients_see_each_other_in_a_channel(
@@ -203,29 +175,13 @@ async def _handover(
     ngircd: Ngircd,
     watcher_seen: list[Message],
 ) -> None:
-    holder = stack.processes[0]
     client = await new_client(gateway, clients)
     name = nick()
     assert "error" not in await login(client, name, ngircd)
     assert "error" not in await client.call(
         "message", activity("join", name, target=room("#handover"))
     )
-    spare = stack.runner("irc", instance="b")
-    spare.wait_for_log("runner.partitions.assigned", timeout=120)
-    holder.wait_for_log("runner.partitions.assigned", count=2, timeout=120)
-    if "persistent.restored" in spare.log_text():
-        survivor = holder  # the rebalance already moved it; kill the new holder instead
-        spare, holder = holder, spare
-        del survivor
-        note = await next_matching(client, lambda e: e.get("type") == "connect")
-        assert note["object"]["type"] == "note"
-    holder.kill()
-    note = await next_matching(client, lambda e: e.get("type") == "connect", wait=120)
-    assert note["object"] == {
-        "type": "note",
-        "content": "connection re-established by another runner",
-    }
-    spare.wait_for_log("persistent.restored", timeout=30)
+    await kill_the_holder(stack, "irc", client)
     hello = activity(
         "send", name, target=room("#handover"), object={"type": "message", "content": "still here"}
     )

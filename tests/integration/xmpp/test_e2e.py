@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from schemas.platform_registry import canonical_context
-from tests.fixtures.gateway import Client, GatewayProcess, _start_gateway, wait_ready
-from tests.fixtures.runners import RunnerStack
+from tests.fixtures.gateway import Client, GatewayProcess, running_gateway
+from tests.fixtures.persistent import said
+from tests.fixtures.runners import RunnerStack, started_runners
+from tests.integration.peers import kill_the_holder, new_client, next_matching
 from tests.integration.xmpp.conftest import PASSWORD, Accounts
 from tests.integration.xmpp.harness import Harness
 from tests.integration.xmpp.prosody import MUC, Prosody
@@ -30,14 +31,9 @@ def prefix() -> str:
 def gateway(
     stack_env: dict[str, str], prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    process = _start_gateway(
-        stack_env, tmp_path_factory.mktemp("xmpp-gw"), topic_prefix=prefix, request_timeout=90
-    )
-    try:
-        wait_ready(process)
+    log_dir = tmp_path_factory.mktemp("xmpp-gw")
+    with running_gateway(stack_env, log_dir, topic_prefix=prefix, request_timeout=90) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +54,8 @@ def xmpp_stack(
         "SOCKETHUB_XMPP_TIMEOUT": "30",
     }
     stack = RunnerStack(kafka_bootstrap, redis_url, prefix, root / "logs", env)
-    stack.logs.mkdir()
-    runner = stack.runner("xmpp", instance="a")
-    try:
-        runner.wait_for_log("runner.partitions.assigned", timeout=120)
+    with started_runners(stack, "xmpp", instance="a"):
         yield stack
-    finally:
-        stack.stop_all()
 
 
 @pytest.fixture
@@ -73,12 +64,6 @@ async def clients(gateway: GatewayProcess, xmpp_stack: RunnerStack) -> AsyncIter
     yield made
     for client in made:
         await client.close()
-
-
-async def new_client(gateway: GatewayProcess, made: list[Client]) -> Client:
-    client = await Client(gateway.url).connect()
-    made.append(client)
-    return client
 
 
 def actor(jid: str) -> dict[str, Any]:
@@ -101,20 +86,6 @@ async def login(client: Client, jid: str, server: Prosody, password: str) -> dic
     assert "error" not in stored, stored
     answer: dict[str, Any] = await client.call("message", activity("connect", jid))
     return answer
-
-
-async def next_matching(
-    client: Client, predicate: Callable[[dict[str, Any]], bool], wait: float = 60.0
-) -> dict[str, Any]:
-    async with asyncio.timeout(wait):
-        while True:
-            event: dict[str, Any] = await client.next_event("message", wait)
-            if predicate(event):
-                return event
-
-
-def said(content: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda e: e.get("type") == "send" and e.get("object", {}).get("content") == content
 
 
 async def test_two_clients_see_each_other_in_a_room(
@@ -184,7 +155,6 @@ async def _handover(
     accounts: Accounts,
     observer: Harness,
 ) -> None:
-    holder = stack.processes[0]
     client = await new_client(gateway, clients)
     alice, watcher = accounts.new("alice"), accounts.new("watcher")
     room = {"id": f"ho{uuid.uuid4().hex[:6]}@{MUC}", "type": "room"}
@@ -192,20 +162,7 @@ async def _handover(
     await observer.call("obs", "join", watcher, target=room)
     assert "error" not in await login(client, alice, prosody, PASSWORD)
     assert "error" not in await client.call("message", activity("join", alice, target=room))
-    spare = stack.runner("xmpp", instance="b")
-    spare.wait_for_log("runner.partitions.assigned", timeout=120)
-    holder.wait_for_log("runner.partitions.assigned", count=2, timeout=120)
-    if "persistent.restored" in spare.log_text():
-        spare, holder = holder, spare  # the rebalance already moved it: kill the new holder
-        note = await next_matching(client, lambda e: e.get("type") == "connect")
-        assert note["object"]["type"] == "note"
-    holder.kill()
-    note = await next_matching(client, lambda e: e.get("type") == "connect", wait=120)
-    assert note["object"] == {
-        "type": "note",
-        "content": "connection re-established by another runner",
-    }
-    spare.wait_for_log("persistent.restored", timeout=30)
+    await kill_the_holder(stack, "xmpp", client)
     hello = activity("send", alice, target=room, object={"type": "message", "content": "still"})
     assert "error" not in await client.call("message", hello)
     await observer.sink.wait_for("obs", said("still"), within=60)
