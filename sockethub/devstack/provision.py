@@ -68,7 +68,9 @@ def provision(*, tests: bool = False, repo: Path | None = None) -> None:
 def _npm_ci(folder: Path) -> None:
     npm = shutil.which("npm")
     if npm is None:
-        raise StackError("npm is missing: the browser bundles and client tests need Node.js 20 and npm")
+        raise StackError(
+            "npm is missing: the browser bundles and client tests need Node.js 20 and npm"
+        )
     lock = folder / "package-lock.json"
     stamp = folder / "node_modules" / ".sockethub-lock"
     if stamp.exists() and lock.exists() and stamp.read_bytes() == lock.read_bytes():
