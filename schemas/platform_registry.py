@@ -14,16 +14,18 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata, resources
 from typing import Any, Literal
 
+import fastjsonschema
 from jsonschema import Draft7Validator, FormatChecker
 
 JSONDict = dict[str, Any]
 SchemaKind = Literal["messages", "credentials"]
+FastCheck = Callable[[object], bool]
 
 AS_CONTEXT_URL = "https://www.w3.org/ns/activitystreams"
 SOCKETHUB_CONTEXT_URL = "https://sockethub.org/ns/context/v1.jsonld"
@@ -118,6 +120,33 @@ def is_uri(value: object) -> bool:
 FORMAT_CHECKER = FormatChecker(formats=())
 FORMAT_CHECKER.checks("date-time")(is_date_time)
 FORMAT_CHECKER.checks("uri")(is_uri)
+FAST_FORMATS: dict[str, Callable[[object], bool]] = {"date-time": is_date_time, "uri": is_uri}
+"""The same format checks for the compiled (fastjsonschema) validators."""
+
+
+def compile_fast_check(schema: JSONDict) -> FastCheck | None:
+    """A yes/no validator compiled with fastjsonschema, or None if it cannot compile it.
+
+    It only answers "valid or not": a "not" is then explained by the jsonschema
+    validator, which alone renders the error texts. fastjsonschema knows more
+    formats than :data:`FORMAT_CHECKER` checks (``email``, ``hostname``...), so it
+    may refuse what jsonschema accepts (the jsonschema pass then accepts it), never
+    the other way round; ``use_default=False`` keeps it from filling in defaults.
+    """
+    try:
+        # detailed_exceptions=False cannot compile "const" (KeyError in fastjsonschema 2.22).
+        compiled = fastjsonschema.compile(schema, formats=FAST_FORMATS, use_default=False)
+    except Exception:
+        return None
+
+    def check(instance: object) -> bool:
+        try:
+            compiled(instance)
+        except Exception:
+            return False
+        return True
+
+    return check
 
 
 FALSE_SCHEMA: JSONDict = {"not": {}}
@@ -305,6 +334,7 @@ class PlatformRegistry:
             self._platforms[pid] = descriptor
         self._by_url = {d.context_url: d for d in self._platforms.values()}
         self._validators: dict[tuple[str, SchemaKind], Draft7Validator] = {}
+        self._fast: dict[tuple[str, SchemaKind], FastCheck | None] = {}
         self.server_version = server_version if server_version is not None else _server_version()
         self._payloads: dict[str, JSONDict] = {}
 
@@ -331,6 +361,25 @@ class PlatformRegistry:
             return None
         compiled = Draft7Validator(without_false_subschemas(schema), format_checker=FORMAT_CHECKER)
         self._validators[key] = compiled
+        return compiled
+
+    def fast_check(self, platform_id: str, kind: SchemaKind) -> FastCheck | None:
+        """A compiled yes/no check of the same schema as :meth:`validator` (None: none).
+
+        True means the jsonschema validator would find no error; False means it
+        may: ask it for the error.
+        """
+        key = (platform_id, kind)
+        if key in self._fast:
+            return self._fast[key]
+        descriptor = self._platforms.get(platform_id)
+        schema = None
+        if descriptor is not None:
+            schema = (
+                descriptor.messages_schema if kind == "messages" else descriptor.credentials_schema
+            )
+        compiled = None if schema is None else compile_fast_check(without_false_subschemas(schema))
+        self._fast[key] = compiled
         return compiled
 
     def payload(self, server_version: str | None = None) -> JSONDict:

@@ -101,13 +101,13 @@ def validate_activity_object(payload: object) -> JSONDict:
     """Check a G2 ``activity-object`` payload (a bare ``{id, type, ...}``); return a copy."""
     if not isinstance(payload, dict):
         raise ActivityError(NOT_AN_OBJECT)
-    _check_depth(payload)
+    copied = _checked_copy(payload)
     error = next(_ACTIVITY_OBJECT_VALIDATOR.iter_errors(payload), None)
     if error is not None:
         pointer = _pointer(error.absolute_path)
         prefix = f"{pointer}: " if pointer else ""
         raise ActivityError(f"{ACTIVITY_OBJECT_FAILED}{prefix}{_reason(error)}")
-    return copy.deepcopy(payload)
+    return copied
 
 
 def _validate(
@@ -118,7 +118,7 @@ def _validate(
 ) -> ValidatedActivity:
     if not isinstance(payload, dict):
         raise ActivityError(NOT_AN_OBJECT)
-    _check_depth(payload)
+    copied = _checked_copy(payload)
     g2 = "@context" not in payload and isinstance(payload.get("context"), str)
     if not g2 and not isinstance(payload.get("@context"), list):
         raise ActivityError(NO_CONTEXT)
@@ -128,7 +128,7 @@ def _validate(
         raise ActivityError(NO_ACTOR)
     platform = _g2_platform(payload, registry) if g2 else _g3_platform(payload, registry)
 
-    activity = _normalise(payload, platform, g2, lookup_object if g2 else None)
+    activity = _normalise(copied, platform, g2, lookup_object if g2 else None)
     if kind == "credentials":
         obj = activity.get("object")
         if activity["type"] != "credentials" or not (
@@ -138,9 +138,12 @@ def _validate(
     validator = registry.validator(platform, kind)
     if validator is None:
         raise ActivityError(f"[{platform}] this platform does not take credentials")
-    error = next(validator.iter_errors(activity), None)
-    if error is not None:
-        raise ActivityError(f"[{platform}] {render_error(error, validator.schema)}")
+    fast = registry.fast_check(platform, kind)
+    if fast is None or not fast(activity):
+        # The compiled check only says yes or no; jsonschema decides and words the error.
+        error = next(validator.iter_errors(activity), None)
+        if error is not None:
+            raise ActivityError(f"[{platform}] {render_error(error, validator.schema)}")
 
     correlation_id = activity.get("id")
     return ValidatedActivity(
@@ -152,21 +155,39 @@ def _validate(
     )
 
 
-def _check_depth(payload: object) -> None:
-    """Iterative, so a hostile payload cannot exhaust the stack before it is refused."""
-    stack: list[tuple[object, int]] = [(payload, 1)]
-    while stack:
-        value, depth = stack.pop()
-        children: Iterable[object]
-        if isinstance(value, dict):
-            children = value.values()
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
+def _checked_copy(payload: JSONDict) -> JSONDict:
+    """A deep copy of the payload, refused if nested deeper than :data:`MAX_DEPTH`.
+
+    One pass does both: the depth check and the copy the normalised activity
+    is built from (the payload itself is left as it was: errors echo it).
+    """
+    copied: JSONDict = _copy_value(payload, 1)  # type: ignore[assignment]
+    return copied
+
+
+def _copy_value(value: object, depth: int) -> object:
+    """Recursive, but never deeper than MAX_DEPTH + 1 frames: a deeper container is refused
+    before its children are visited, so a hostile payload cannot exhaust the stack."""
+    kind = type(value)
+    if kind is dict:
         if depth > MAX_DEPTH:
             raise ActivityError(TOO_DEEP)
-        stack.extend((child, depth + 1) for child in children)
+        depth += 1
+        return {k: _copy_value(v, depth) for k, v in value.items()}  # type: ignore[attr-defined]
+    if kind is list:
+        if depth > MAX_DEPTH:
+            raise ActivityError(TOO_DEEP)
+        depth += 1
+        return [_copy_value(v, depth) for v in value]  # type: ignore[attr-defined]
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if isinstance(value, dict | list):  # subclasses: check them the same way, copy as before
+        if depth > MAX_DEPTH:
+            raise ActivityError(TOO_DEEP)
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            _copy_value(child, depth + 1)
+    return copy.deepcopy(value)
 
 
 def _g3_platform(payload: JSONDict, registry: PlatformRegistry) -> str:
@@ -195,17 +216,23 @@ def _g2_platform(payload: JSONDict, registry: PlatformRegistry) -> str:
 
 
 def _normalise(
-    payload: JSONDict, platform: str, g2: bool, lookup_object: LookupObject | None
+    copied: JSONDict, platform: str, g2: bool, lookup_object: LookupObject | None
 ) -> JSONDict:
-    """A new dict in G3 shape; the payload itself is left as it was (errors echo it)."""
-    activity: JSONDict = {"@context": canonical_context(platform)} if g2 else {}
-    for key, value in payload.items():
-        if g2 and key in ("context", "@context"):
+    """The G3 shape of ``copied`` (the payload's private copy, whose values it takes)."""
+    if not g2:
+        for key in ("actor", "target", "object"):
+            value = copied.get(key)
+            if isinstance(value, str):
+                copied[key] = _expand(key, value, lookup_object)
+        return copied
+    activity: JSONDict = {"@context": canonical_context(platform)}
+    for key, value in copied.items():
+        if key in ("context", "@context"):
             continue
         if key in ("actor", "target", "object") and isinstance(value, str):
             activity[key] = _expand(key, value, lookup_object)
         else:
-            activity[key] = copy.deepcopy(value)
+            activity[key] = value
     return activity
 
 
