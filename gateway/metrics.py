@@ -51,8 +51,25 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        self._activity_children: dict[tuple[str, str, str], Counter] = {}
+        self._latency_children: dict[str, Histogram] = {}
+
     def activity(self, platform: str, direction: str, outcome: str) -> None:
-        self.activities.labels(platform=platform, direction=direction, outcome=outcome).inc()
+        # ``labels()`` costs a lock and a tuple build per call: keep the children.
+        key = (platform, direction, outcome)
+        child = self._activity_children.get(key)
+        if child is None:
+            child = self.activities.labels(platform=platform, direction=direction, outcome=outcome)
+            self._activity_children[key] = child
+        child.inc()
+
+    def observe_request(self, platform: str, seconds: float) -> None:
+        child = self._latency_children.get(platform)
+        if child is None:
+            child = self._latency_children[platform] = self.request_seconds.labels(
+                platform=platform
+            )
+        child.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -55,6 +55,22 @@ class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
         await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
 
 
+class _DeliveryFailed(Exception):
+    """The request's record could not be written to Kafka (set on its result future)."""
+
+
+def _expire(waiter: asyncio.Future[Result]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+def _delivery_done(delivery: asyncio.Future[object], waiter: asyncio.Future[Result]) -> None:
+    """A failed delivery answers the request at once, unless its result came first."""
+    if waiter.done() or delivery.cancelled() or delivery.exception() is None:
+        return
+    waiter.set_exception(_DeliveryFailed())
+
+
 def client_address(environ: dict[str, Any]) -> str:
     """The peer address from the ASGI scope (engine.io's REMOTE_ADDR is a placeholder)."""
     scope = environ.get("asgi.scope") or {}
@@ -315,9 +331,7 @@ class ProtocolHandlers:
         finally:
             self._bridge.forget(request.activity_id)
         self._metrics.activity(valid.platform, "out", outcome)
-        self._metrics.request_seconds.labels(platform=valid.platform).observe(
-            time.monotonic() - started
-        )
+        self._metrics.observe_request(valid.platform, time.monotonic() - started)
         return answer
 
     async def _await_result(
@@ -329,15 +343,16 @@ class ProtocolHandlers:
         valid: ValidatedActivity,
     ) -> tuple[str, JSONDict]:
         timeout = self._settings.request_timeout
+        # One timer and one callback per request instead of asyncio.timeout + asyncio.wait
+        # (which wraps both futures in a fresh set, callbacks and a waiter each time).
+        handle = asyncio.get_running_loop().call_later(timeout, _expire, waiter)
+        delivery.add_done_callback(lambda done: _delivery_done(done, waiter))
         try:
-            async with asyncio.timeout(timeout):
-                watched: set[asyncio.Future[Any]] = {waiter, delivery}
-                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-                if not waiter.done() and delivery.exception() is not None:
-                    self._metrics.kafka_errors.inc()
-                    log.warning("request_delivery_failed", activity_id=request.activity_id)
-                    return "error", error_ack(payload, NOT_QUEUED, valid.dialect)
-                result = await waiter
+            result = await waiter
+        except _DeliveryFailed:
+            self._metrics.kafka_errors.inc()
+            log.warning("request_delivery_failed", activity_id=request.activity_id)
+            return "error", error_ack(payload, NOT_QUEUED, valid.dialect)
         except TimeoutError:
             log.info(
                 "request_timed_out",
@@ -348,6 +363,8 @@ class ProtocolHandlers:
             )
             error = f"Error: request timed out after {timeout:g} seconds"
             return "timeout", error_ack(payload, error, valid.dialect)
+        finally:
+            handle.cancel()
         outcome = "error" if result.error is not None else "ok"
         activity = result.activity
         if result.error is not None and "error" not in activity:
