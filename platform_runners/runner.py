@@ -16,6 +16,7 @@ import copy
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -34,6 +35,7 @@ from platform_runners.platform import (
     PlatformFactory,
     TransientError,
     describe,
+    json_copy,
 )
 from platform_runners.settings import RunnerSettings
 from schemas.codec import Codec, CodecError
@@ -104,6 +106,7 @@ class Runner:
         self._closing: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
         self._routes: dict[str, str] = {}
+        self._metric_children: dict[tuple[str, str], Any] = {}
         self._told_of_crash: set[str] = set()
         """Sessions already sent the crash notice (once per session and process life)."""
         self.lanes: Lanes[Work] = Lanes(self._process, settings.concurrency)
@@ -493,18 +496,33 @@ class Runner:
             except Exception as exc:
                 return [self._error_result(request, describe(exc))], "error"
             finally:
-                metrics.HANDLE_SECONDS.labels(self.platform_id, request.verb).observe(
-                    time.perf_counter() - started
-                )
+                self._handle_seconds(request.verb).observe(time.perf_counter() - started)
             return [self._result(request, value)], "ok"
         raise AssertionError("unreachable")
 
     def _complete(self, work: Work, records: list[Outgoing], outcome: str) -> None:
         assert self._committer is not None
-        metrics.REQUESTS.labels(self.platform_id, outcome).inc()
+        self._requests(outcome).inc()
         counted = work.request.kind is RequestKind.ACTIVITY and outcome != "skipped"
         activity_id = work.request.activity_id if counted else None
         self._committer.add(Completion(work.tp, work.offset, records, activity_id))
+
+    def _requests(self, outcome: str) -> Any:
+        """The REQUESTS counter child for an outcome (``labels()`` is not free per request)."""
+        child = self._metric_children.get(("requests", outcome))
+        if child is None:
+            child = self._metric_children[("requests", outcome)] = metrics.REQUESTS.labels(
+                self.platform_id, outcome
+            )
+        return child
+
+    def _handle_seconds(self, verb: str) -> Any:
+        child = self._metric_children.get(("seconds", verb))
+        if child is None:
+            child = self._metric_children[("seconds", verb)] = metrics.HANDLE_SECONDS.labels(
+                self.platform_id, verb
+            )
+        return child
 
     # -- records ------------------------------------------------------------------------------
 
@@ -513,7 +531,7 @@ class Runner:
         return Outgoing(topic, session_id.encode(), value, headers)
 
     def _result(self, request: Request, value: JSONDict | None) -> Outgoing:
-        activity = copy.deepcopy(request.activity) if value is None else value
+        activity = json_copy(request.activity) if value is None else value
         activity["@context"] = list(self.context)
         result = Result(
             activity_id=request.activity_id,
@@ -529,7 +547,7 @@ class Runner:
         return self._encode(request.reply_route, request.session_id, result)
 
     def _error_result(self, request: Request, error: str) -> Outgoing:
-        activity = copy.deepcopy(request.activity)
+        activity = json_copy(request.activity)
         activity["@context"] = list(self.context)
         activity["error"] = error
         result = Result(
