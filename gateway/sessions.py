@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.shaping import Dialect
@@ -24,20 +23,56 @@ MAX_ACTIVITY_OBJECTS = 256
 """G2 ``activity-object`` registrations kept per session (oldest dropped first)."""
 
 
-@dataclass
 class Session:
-    sid: str
-    address: str
-    connected_at: float = field(default_factory=time.monotonic)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    inflight: int = 0
-    """Events accepted and not yet answered (queued for the lock or awaiting a result)."""
-    used: set[tuple[str, str]] = field(default_factory=set)
-    """(platform, partition key) pairs this session sent requests under: each gets a
-    session-closed request under the same key, so it reaches every runner involved."""
-    dialect: Dialect = "g3"
-    """The dialect of the session's latest activity (used to shape unsolicited events)."""
-    objects: OrderedDict[str, JSONDict] = field(default_factory=OrderedDict)
+    """One connection's state. Slotted, and its lock, key set and object registry are
+    created on first use: most of a gateway's sessions are idle at any moment."""
+
+    __slots__ = (
+        "_lock",
+        "_objects",
+        "_used",
+        "address",
+        "connected_at",
+        "dialect",
+        "inflight",
+        "sid",
+    )
+
+    def __init__(self, sid: str, address: str, connected_at: float | None = None) -> None:
+        self.sid = sid
+        self.address = address
+        self.connected_at = time.monotonic() if connected_at is None else connected_at
+        self.inflight = 0
+        """Events accepted and not yet answered (queued for the lock or awaiting a result)."""
+        self.dialect: Dialect = "g3"
+        """The dialect of the session's latest activity (used to shape unsolicited events)."""
+        self._lock: asyncio.Lock | None = None
+        self._used: set[tuple[str, str]] | None = None
+        self._objects: OrderedDict[str, JSONDict] | None = None
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        lock = self._lock
+        if lock is None:
+            lock = self._lock = asyncio.Lock()
+        return lock
+
+    @property
+    def used(self) -> set[tuple[str, str]]:
+        """(platform, partition key) pairs this session sent requests under: each gets a
+        session-closed request under the same key, so it reaches every runner involved."""
+        used = self._used
+        if used is None:
+            used = self._used = set()
+        return used
+
+    @property
+    def objects(self) -> OrderedDict[str, JSONDict]:
+        """G2 ``activity-object`` registrations, oldest first."""
+        objects = self._objects
+        if objects is None:
+            objects = self._objects = OrderedDict()
+        return objects
 
     def remember_object(self, obj: JSONDict) -> None:
         key = str(obj["id"])
@@ -47,7 +82,8 @@ class Session:
             self.objects.popitem(last=False)
 
     def lookup_object(self, object_id: str) -> JSONDict | None:
-        return self.objects.get(object_id)
+        objects = self._objects
+        return None if objects is None else objects.get(object_id)
 
 
 class Sessions:

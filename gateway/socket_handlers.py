@@ -118,6 +118,10 @@ class ProtocolHandlers:
         """``always_connect`` is on: the client is already connected when this runs,
         so the cap's ``error`` event reaches it before the disconnect."""
         address = client_address(environ)
+        # engine.io keeps the connect request's environ for the whole connection; its
+        # "wsgi.input" wraps the handshake body in a class built per request (~2.6 KiB
+        # per connection). Nothing reads it after the handshake.
+        environ.pop("wsgi.input", None)
         if not self._cap.acquire(address):
             self._metrics.rejected.labels(reason="connection_cap").inc()
             log.warning("connection_refused_cap", address=address)
