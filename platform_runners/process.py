@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
+import threading
 
 import structlog
 
@@ -44,13 +46,40 @@ def run_runner(settings: RunnerSettings, platform: str) -> int:
     return int(uvloop.run(_main(settings, factory, descriptor)))
 
 
+SHUTDOWN_SLACK = 20.0
+"""Seconds beyond ``shutdown_grace`` that a stopping runner may take before it gives up."""
+
+
+def _on_stop_signal(stop: asyncio.Event, settings: RunnerSettings) -> None:
+    """First signal: stop gracefully, with a deadline; a second signal: exit at once.
+
+    Without the deadline a runner whose broker is gone (its supervisor was killed with
+    the rest of the stack) would retry its final commit forever. Giving up is safe: its
+    open transaction is aborted by the broker or fenced by its successor.
+    """
+    if stop.is_set():
+        os._exit(EXIT_FATAL)
+        return
+    stop.set()
+    deadline = settings.shutdown_grace + SHUTDOWN_SLACK
+    timer = threading.Timer(deadline, _give_up, args=(deadline,))
+    timer.daemon = True
+    timer.start()
+
+
+def _give_up(deadline: float) -> None:
+    log.error("runner.shutdown.timeout", seconds=deadline)
+    sys.stderr.flush()
+    os._exit(EXIT_FATAL)
+
+
 async def _main(
     settings: RunnerSettings, factory: PlatformFactory, descriptor: PlatformDescriptor
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _on_stop_signal, stop, settings)
     try:
         await ensure_topics(settings, TopicLayout(settings).specs([descriptor.id]))
     except TopicSetupError as exc:
