@@ -54,9 +54,8 @@ from schemas.kafka_clients import client_kwargs, ensure_topics
 from schemas.platform_registry import canonical_context
 from schemas.settings import CommonSettings
 from schemas.topics import MAX_RECORD_BYTES, REPLY_PARTITIONS, TopicLayout
-from sockethub.devstack.kafka import KafkaBroker
+from sockethub.devstack.local import local_services
 from sockethub.devstack.processes import free_port, spawn, stop
-from sockethub.devstack.redis import RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENTS_SCRIPT = Path(__file__).resolve().with_name("e2e_bench_clients.py")
@@ -606,46 +605,32 @@ def main() -> int:
 
     raise_nofile()  # inherited by the gateway and the client processes
     work = Path(tempfile.mkdtemp(prefix="e2e-bench-"))
-    started: list[KafkaBroker | RedisServer] = []
-    stack: Stack | None = None
     report: dict[str, Any] = {
         "machine": f"{os.cpu_count()} cores, load average {load_average():.1f} at start",
         "args": {k: v for k, v in vars(args).items() if k not in ("json", "output")},
         "logs": str(work),
     }
-    try:
-        bootstrap = args.bootstrap
-        if not bootstrap:
-            broker = KafkaBroker(work / "kafka", port=free_port(), controller_port=free_port())
-            broker.start()
-            started.append(broker)
-            bootstrap = broker.bootstrap
-        redis_url = args.redis_url
-        if not redis_url:
-            redis = RedisServer(work / "redis", port=free_port())
-            redis.start()
-            started.append(redis)
-            redis_url = redis.url
+    with local_services(work, bootstrap=args.bootstrap, redis_url=args.redis_url) as services:
+        assert services.redis_url is not None
         settings = CommonSettings.model_validate(
             {
-                "kafka_bootstrap": bootstrap,
-                "redis_url": redis_url,
+                "kafka_bootstrap": services.bootstrap,
+                "redis_url": services.redis_url,
                 "topic_prefix": f"ko{uuid.uuid4().hex[:8]}",
             }
         )
         report["kafka_only"] = asyncio.run(
             kafka_only(settings, args.kafka_count, args.kafka_window)
         )
-        stack = Stack(work, bootstrap, redis_url, args.runners, profile=args.profile)
-        if started and isinstance(started[0], KafkaBroker):
+        stack = Stack(work, services.bootstrap, services.redis_url, args.runners,
+                      profile=args.profile)  # fmt: skip
+        if services.broker is not None:
             stack.kafka_pid = int((work / "kafka" / "kafka.pid").read_text())
-        stack.start()
-        report["e2e"] = asyncio.run(end_to_end(stack, args))
-    finally:
-        if stack is not None:
+        try:
+            stack.start()
+            report["e2e"] = asyncio.run(end_to_end(stack, args))
+        finally:
             stack.stop()
-        for service in reversed(started):
-            service.stop()
     report["verdicts"] = verdicts(report)
     if args.output is not None:
         args.output.write_text(json.dumps(report, indent=2) + "\n")

@@ -31,8 +31,7 @@ from schemas.kafka_clients import client_kwargs, ensure_topics
 from schemas.platform_registry import canonical_context
 from schemas.settings import CommonSettings
 from schemas.topics import TopicLayout
-from sockethub.devstack.kafka import KafkaBroker
-from sockethub.devstack.processes import free_port
+from sockethub.devstack.local import local_services
 from sockethub.replay import Filters, replay
 
 SESSIONS = 500
@@ -117,16 +116,9 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="an existing Kafka (host:port)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
-    broker = None
-    if args.bootstrap is None:
-        broker = KafkaBroker(Path(tempfile.mkdtemp(prefix="replay-bench-")), port=free_port(),
-                             controller_port=free_port(), heap="1g")  # fmt: skip
-        broker.start()
-    try:
-        rows = asyncio.run(run(args.bootstrap or broker.bootstrap, args.records))  # type: ignore[union-attr]
-    finally:
-        if broker is not None:
-            broker.stop()
+    work = Path(tempfile.mkdtemp(prefix="replay-bench-"))
+    with local_services(work, bootstrap=args.bootstrap, with_redis=False, kafka_heap="1g") as svc:
+        rows = asyncio.run(run(svc.bootstrap, args.records))
     if args.json:
         print(json.dumps({"benchmark": "replay", "machine_cpus": os.cpu_count(), "rows": rows}))
         return

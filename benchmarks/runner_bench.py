@@ -32,9 +32,8 @@ from schemas.envelopes import Request
 from schemas.kafka_clients import client_kwargs, ensure_topics
 from schemas.platform_registry import canonical_context
 from schemas.topics import REPLY_PARTITIONS, TopicLayout
-from sockethub.devstack.kafka import KafkaBroker
-from sockethub.devstack.processes import free_port, spawn, stop
-from sockethub.devstack.redis import RedisServer
+from sockethub.devstack.local import local_services
+from sockethub.devstack.processes import spawn, stop
 
 GATEWAY = "bench-gw"
 
@@ -159,26 +158,13 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="runner-bench-"))
-    started: list[KafkaBroker | RedisServer] = []
-    try:
-        bootstrap = args.bootstrap
-        if not bootstrap:
-            broker = KafkaBroker(work / "kafka", port=free_port(), controller_port=free_port())
-            broker.start()
-            started.append(broker)
-            bootstrap = broker.bootstrap
-        redis_url = args.redis_url
-        if not redis_url:
-            redis = RedisServer(work / "redis", port=free_port())
-            redis.start()
-            started.append(redis)
-            redis_url = redis.url
-        base = {"SOCKETHUB_KAFKA_BOOTSTRAP": bootstrap, "SOCKETHUB_REDIS_URL": redis_url}
+    with local_services(work, bootstrap=args.bootstrap, redis_url=args.redis_url) as services:
+        base = {
+            "SOCKETHUB_KAFKA_BOOTSTRAP": services.bootstrap,
+            "SOCKETHUB_REDIS_URL": services.redis_url or "",
+        }
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         rows = [_run_mode(base, mode == "transactions", args, work) for mode in modes]
-    finally:
-        for service in reversed(started):
-            service.stop()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
