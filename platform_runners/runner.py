@@ -3,16 +3,16 @@
 Flow: the consumer (group ``<prefix>.runners.<platform>``, ``read_committed``, no
 auto commit) fetches requests; each goes to its session's lane; a lane runs the
 platform handler and hands the answer to the :class:`Committer`, which writes
-answers and offsets together. Crash accounting lives in :mod:`attempts`: a
-request seen again after it (or its neighbours) ended the process is announced
-to its session, retried alone, and dead-lettered after ``max_attempts``.
+answers and offsets together; :mod:`answers` builds those records. Crash
+accounting lives in :mod:`attempts`: a request seen again after it (or its
+neighbours) ended the process is announced to its session, retried alone, and
+dead-lettered after ``max_attempts``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -25,6 +25,8 @@ from aiokafka.structs import TopicPartition
 from redis.asyncio import Redis
 
 from platform_runners import metrics
+from platform_runners.answers import Answers
+from platform_runners.answers import crash_text as crash_text
 from platform_runners.attempts import Attempts
 from platform_runners.committer import Committer, Completion, Outgoing
 from platform_runners.lanes import Gate, Lanes
@@ -35,14 +37,13 @@ from platform_runners.platform import (
     PlatformFactory,
     TransientError,
     describe,
-    json_copy,
 )
 from platform_runners.settings import RunnerSettings
 from schemas.codec import Codec, CodecError
 from schemas.credentials import CredentialStore
-from schemas.envelopes import JSONDict, PlatformEvent, Request, RequestKind, Result
+from schemas.envelopes import JSONDict, Request, RequestKind
 from schemas.kafka_clients import client_kwargs
-from schemas.platform_registry import PlatformDescriptor, canonical_context
+from schemas.platform_registry import PlatformDescriptor
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
 
 log = structlog.get_logger("platform_runners.runner")
@@ -59,10 +60,6 @@ class Work:
     offset: int
     request: Request
     started: float = field(default_factory=time.monotonic)
-
-
-def crash_text(exit_code: str) -> str:
-    return f"Error: session thread closed unexpectedly: {exit_code}"
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -96,12 +93,13 @@ class Runner:
             f"{settings.topic_prefix}.runner.{self.platform_id}.{settings.instance}"
         )
         self.codec = Codec.from_settings(settings)
+        self.answers = Answers(self.codec, self.layout, self.platform_id)
         self.redis = Redis.from_url(settings.redis_url)
         self.attempts = Attempts(self.redis, settings.topic_prefix, self.platform_id)
         self.credentials = credentials if credentials is not None else self._store(settings)
         self.platform = factory(settings, descriptor, self)
         self.handlers = dict(self.platform.handlers())
-        self.context = canonical_context(self.platform_id)
+        self.context = self.answers.context
         self.trackers: dict[TopicPartition, PartitionTracker] = {}
         self._closing: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
@@ -334,22 +332,9 @@ class Runner:
     def _dead_letter_raw(self, tp: TopicPartition, message: ConsumerRecord, error: str) -> None:
         assert self._committer is not None
         self.log.error("runner.request.undecodable", partition=tp.partition, offset=message.offset)
-        headers = [*(message.headers or ()), *self._error_headers(tp, message.offset, error, 0, "")]
-        topic = self.layout.dead_letters(self.platform_id)
-        out = Outgoing(topic, message.key, message.value or b"", headers)
+        out = self.answers.dead_letter_raw(tp, message, error)
         metrics.REQUESTS.labels(self.platform_id, "dead_letter").inc()
         self._committer.add(Completion(tp, message.offset, [out]))
-
-    @staticmethod
-    def _error_headers(
-        tp: TopicPartition, offset: int, error: str, attempts: int, exit_code: str
-    ) -> list[tuple[str, bytes]]:
-        return [
-            ("sockethub-error", error.encode()),
-            ("sockethub-attempts", str(attempts).encode()),
-            ("sockethub-source", f"{tp.topic}/{tp.partition}/{offset}".encode()),
-            ("sockethub-exit-code", exit_code.encode()),
-        ]
 
     # -- one request ----------------------------------------------------------------------------
 
@@ -409,7 +394,7 @@ class Runner:
         notices = (
             []
             if request.session_id in self._told_of_crash
-            else [self._crash_notice(request, exit_code)]
+            else [self.answers.crash_notice(request, exit_code)]
         )
         self._told_of_crash.add(request.session_id)
         self.log.warning(
@@ -423,17 +408,12 @@ class Runner:
                 f"Error: request abandoned after {attempt - 1} attempts: "
                 f"session thread closed unexpectedly: {exit_code}"
             )
-            value, headers = self.codec.encode(request)
-            headers += self._error_headers(work.tp, work.offset, error, attempt - 1, exit_code)
-            dead = Outgoing(
-                self.layout.dead_letters(self.platform_id),
-                request.session_id.encode(),
-                value,
-                headers,
+            dead = self.answers.dead_letter(
+                request, work.tp, work.offset, error, attempt - 1, exit_code
             )
             self.log.error("runner.request.dead_lettered", activity_id=request.activity_id)
             self._complete(
-                work, [*notices, dead, self._error_result(request, error)], "dead_letter"
+                work, [*notices, dead, self.answers.error(request, error)], "dead_letter"
             )
             return
         if notices:
@@ -468,7 +448,7 @@ class Runner:
         handler = self.handlers.get(request.verb)
         if handler is None:
             error = f"Error: {request.verb} is not supported by the {self.platform_id} platform"
-            return [self._error_result(request, error)], "error"
+            return [self.answers.error(request, error)], "error"
         delay = RETRY_BASE_S
         retries = self.settings.transient_retries
         for tried in range(retries + 1):
@@ -482,7 +462,7 @@ class Runner:
                     value = await handler(ctx)
             except TransientError as exc:
                 if tried == retries:
-                    return [self._error_result(request, describe(exc))], "error"
+                    return [self.answers.error(request, describe(exc))], "error"
                 self.log.info("runner.request.transient", activity_id=request.activity_id,
                               error=str(exc), retry_in=delay)  # fmt: skip
                 await asyncio.sleep(delay)
@@ -492,12 +472,12 @@ class Runner:
                 if deadline.expired():
                     self.log.warning("runner.request.timeout", activity_id=request.activity_id)
                     return [], "timeout"
-                return [self._error_result(request, describe(exc))], "error"
+                return [self.answers.error(request, describe(exc))], "error"
             except Exception as exc:
-                return [self._error_result(request, describe(exc))], "error"
+                return [self.answers.error(request, describe(exc))], "error"
             finally:
                 self._handle_seconds(request.verb).observe(time.perf_counter() - started)
-            return [self._result(request, value)], "ok"
+            return [self.answers.result(request, value)], "ok"
         raise AssertionError("unreachable")
 
     def _complete(self, work: Work, records: list[Outgoing], outcome: str) -> None:
@@ -524,68 +504,6 @@ class Runner:
             )
         return child
 
-    # -- records ------------------------------------------------------------------------------
-
-    def _encode(self, topic: str, session_id: str, record: Result | PlatformEvent) -> Outgoing:
-        value, headers = self.codec.encode(record)
-        return Outgoing(topic, session_id.encode(), value, headers)
-
-    def _result(self, request: Request, value: JSONDict | None) -> Outgoing:
-        activity = json_copy(request.activity) if value is None else value
-        activity["@context"] = list(self.context)
-        result = Result(
-            activity_id=request.activity_id,
-            session_id=request.session_id,
-            reply_route=request.reply_route,
-            platform=self.platform_id,
-            verb=request.verb,
-            activity=activity,
-            correlation_id=request.correlation_id,
-            created_at=request.created_at,
-            traceparent=request.traceparent,
-        )
-        return self._encode(request.reply_route, request.session_id, result)
-
-    def _error_result(self, request: Request, error: str) -> Outgoing:
-        activity = json_copy(request.activity)
-        activity["@context"] = list(self.context)
-        activity["error"] = error
-        result = Result(
-            activity_id=request.activity_id,
-            session_id=request.session_id,
-            reply_route=request.reply_route,
-            platform=self.platform_id,
-            verb=request.verb,
-            activity=activity,
-            error=error,
-            correlation_id=request.correlation_id,
-            created_at=request.created_at,
-            traceparent=request.traceparent,
-        )
-        return self._encode(request.reply_route, request.session_id, result)
-
-    def _crash_notice(self, request: Request, exit_code: str) -> Outgoing:
-        error = crash_text(exit_code)
-        activity: JSONDict = {
-            "@context": list(self.context),
-            "type": "error",
-            "actor": {"id": self.platform_id, "type": "platform"},
-            "error": error,
-        }
-        if isinstance(request.activity.get("actor"), dict):
-            activity["target"] = copy.deepcopy(request.activity["actor"])
-        if request.correlation_id is not None:
-            activity["id"] = request.correlation_id
-        event = PlatformEvent(
-            session_id=request.session_id,
-            reply_route=request.reply_route,
-            platform=self.platform_id,
-            verb="error",
-            activity=activity,
-            error=error,
-        )
-        return self._encode(request.reply_route, request.session_id, event)
-
     # -- Emitter ------------------------------------------------------------------------------
 
     def emit(
@@ -602,15 +520,6 @@ class Runner:
         route = reply_route or self._routes.get(session_id)
         if route is None or self._committer is None:
             return False
-        body = dict(activity)
-        body["@context"] = list(self.context)
-        event = PlatformEvent(
-            session_id=session_id,
-            reply_route=route,
-            platform=self.platform_id,
-            verb=verb or str(body.get("type", "")),
-            activity=body,
-            error=error,
-        )
-        self._committer.add(Completion(None, None, [self._encode(route, session_id, event)]))
+        event = self.answers.event(session_id, route, activity, verb=verb, error=error)
+        self._committer.add(Completion(None, None, [event]))
         return True
