@@ -20,9 +20,6 @@ class GatewaySettings(CommonSettings):
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="This instance's name; its replies arrive on its own reply topic",
     )
-    platforms: str = Field(
-        "dummy,feeds,metadata,irc,xmpp", description="Enabled platforms, comma-separated"
-    )
     allowed_origins: str = Field(
         DEFAULT_ORIGINS,
         description="Allowed browser origins, comma-separated, or * (the gateway's own is added)",
@@ -45,9 +42,6 @@ class GatewaySettings(CommonSettings):
     session_grace: int = Field(
         20, ge=0, description="Seconds a closed session's persistent state is kept for a reconnect"
     )
-
-    def platform_ids(self) -> list[str]:
-        return [p.strip() for p in self.platforms.split(",") if p.strip()]
 
     def origins(self) -> list[str] | str:
         """The configured origins, plus the gateway's own (its demo page must connect)."""

@@ -36,25 +36,18 @@ class Answers:
         return Outgoing(topic, session_id.encode(), value, headers)
 
     def result(self, request: Request, value: JSONDict | None) -> Outgoing:
+        """The answer: ``value``, or the request itself where the platform returned nothing."""
         activity = json_copy(request.activity) if value is None else value
-        activity["@context"] = list(self.context)
-        result = Result(
-            activity_id=request.activity_id,
-            session_id=request.session_id,
-            reply_route=request.reply_route,
-            platform=self.platform,
-            verb=request.verb,
-            activity=activity,
-            correlation_id=request.correlation_id,
-            created_at=request.created_at,
-            traceparent=request.traceparent,
-        )
-        return self.encode(request.reply_route, request.session_id, result)
+        return self._answer(request, activity, None)
 
     def error(self, request: Request, error: str) -> Outgoing:
+        """The request plus ``error``, as the spec answers failures."""
         activity = json_copy(request.activity)
-        activity["@context"] = list(self.context)
         activity["error"] = error
+        return self._answer(request, activity, error)
+
+    def _answer(self, request: Request, activity: JSONDict, error: str | None) -> Outgoing:
+        activity["@context"] = list(self.context)
         result = Result(
             activity_id=request.activity_id,
             session_id=request.session_id,

@@ -8,9 +8,6 @@ from schemas.settings import CommonSettings
 
 
 class RunnerSettings(CommonSettings):
-    platforms: str = Field(
-        "dummy,feeds,metadata,irc,xmpp", description="Platforms that `runners` starts"
-    )
     concurrency: int = Field(
         32, ge=1, description="Sessions a runner works on at once (order kept within a session)"
     )
@@ -50,6 +47,3 @@ class RunnerSettings(CommonSettings):
     metrics_port: int | None = Field(
         None, description="Serve Prometheus metrics on this port (127.0.0.1) when set"
     )
-
-    def platform_ids(self) -> list[str]:
-        return [p.strip() for p in self.platforms.split(",") if p.strip()]

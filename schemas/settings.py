@@ -49,6 +49,10 @@ class CommonSettings(BaseSettings):
             "derives the key that encrypts the session's credentials in Redis"
         ),
     )
+    platforms: str = Field(
+        "dummy,feeds,metadata,irc,xmpp",
+        description="Enabled platforms, comma-separated (gateways accept, `runners` starts them)",
+    )
     topic_prefix: str = Field("sockethub", description="Prefix of every topic name")
     request_partitions: int = Field(6, ge=1, description="Partitions of each request topic")
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics")
@@ -59,3 +63,6 @@ class CommonSettings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
     log_format: Literal["json", "console"] = Field("json", description="Log line format")
+
+    def platform_ids(self) -> list[str]:
+        return [p.strip() for p in self.platforms.split(",") if p.strip()]
