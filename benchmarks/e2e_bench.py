@@ -427,16 +427,26 @@ async def load_phase(
     task = asyncio.create_task(clients.command(command, command["duration"] + 90))
     await asyncio.sleep(1.0)  # CPU is sampled over the sending window only
     cpu0, busy0, t0 = group_cpu(groups), machine_busy(), time.perf_counter()
-    spy: asyncio.subprocess.Process | None = None
-    if stack.profile and name == "saturation":
-        spy = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).with_name("py-spy")),
-            *("record", "--pid", str(pid), "--format", "speedscope", "--nonblocking"),
-            *("--duration", str(int(command["duration"]) - 1)),
-            *("--output", str(stack.work / "gateway-saturation.speedscope.json")),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+    spies: list[asyncio.subprocess.Process] = []
+    if stack.profile:
+        targets = [("gateway", pid)] + [("runner", p.pid) for p in stack.runner_procs[:1]]
+        for label, target in targets:
+            spies.append(
+                await asyncio.create_subprocess_exec(
+                    str(Path(sys.executable).with_name("py-spy")),
+                    *("record", "--pid", str(target), "--format", "speedscope", "--nonblocking"),
+                    *("--duration", str(int(command["duration"]) - 1)),
+                    *(
+                        "--output",
+                        str(
+                            stack.work
+                            / f"{label}-{name}-{extra.get('offered', 'closed')}.speedscope.json"
+                        ),
+                    ),
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+            )
     cpu: dict[str, float] = {}
     while not task.done():
         peak = max(peak, rss_kib(pid))
@@ -446,7 +456,7 @@ async def load_phase(
             cpu = {k: round((v - cpu0[k]) / spent, 2) for k, v in group_cpu(groups).items()}
             busy = machine_busy()
             cpu["machine"] = round((busy[0] - busy0[0]) / spent, 2)
-    if spy is not None:
+    for spy in spies:
         await spy.wait()
     row = summarise(name, task.result(), extra)
     row.update(gateway_rss_peak_kib=peak, cpu_cores=cpu, load_avg=round(load_average(), 1))
@@ -598,7 +608,9 @@ def main() -> int:
     parser.add_argument("--idle-procs", type=int, default=4, help="processes per idle step")
     parser.add_argument("--kafka-count", type=int, default=20000)
     parser.add_argument("--kafka-window", type=int, default=1000)
-    parser.add_argument("--profile", action="store_true", help="py-spy the gateway (saturation)")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the gateway and one runner (saturation)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--output", type=Path, help="also write the JSON report to this file")
     args = parser.parse_args()

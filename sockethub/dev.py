@@ -84,7 +84,10 @@ def run_dev(settings: GatewaySettings, *, state_dir: str, ports: DevPorts = DevP
                           "stop the other program or choose --port")  # fmt: skip
         if "kafka_bootstrap" not in settings.model_fields_set:
             broker = KafkaBroker(
-                state / "kafka", port=ports.kafka, controller_port=ports.kafka_controller
+                state / "kafka",
+                port=ports.kafka,
+                controller_port=ports.kafka_controller,
+                quick_start=False,
             )
             print(f"starting Kafka on {broker.bootstrap} (data in {broker.data_dir})", flush=True)
             broker.start()

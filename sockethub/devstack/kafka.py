@@ -115,6 +115,10 @@ class KafkaBroker(LocalService):
     controller_port: int = 9093
     host: str = "127.0.0.1"
     heap: str = "512m"
+    quick_start: bool = True
+    """C1 JIT only: the broker is ready sooner and short runs (tests) cost less CPU;
+    long runs (``sockethub dev``, benchmarks) want the full JIT, which roughly halves
+    the broker's CPU per record once warm."""
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -158,9 +162,12 @@ class KafkaBroker(LocalService):
         (self.data_dir / "log4j2.yaml").write_text(_LOG4J2)
         return path
 
-    def _java(self, libs: Path, main: str, *args: str, heap: str = "256m") -> list[str]:
+    def _java(
+        self, libs: Path, main: str, *args: str, heap: str = "256m", quick: bool = True
+    ) -> list[str]:
+        jit = ["-XX:TieredStopAtLevel=1"] if quick else []
         return [
-            java_binary(), f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
+            java_binary(), f"-Xmx{heap}", "-XX:+UseG1GC", *jit,
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.yaml'}",
             "-cp", f"{libs}/*", main, *args,
@@ -199,6 +206,6 @@ class KafkaBroker(LocalService):
         libs = ensure_kafka_libs()
         config = self._write_config()
         self._format_once(libs, config)
-        cmd = self._java(libs, "kafka.Kafka", str(config), heap=self.heap)
+        cmd = self._java(libs, "kafka.Kafka", str(config), heap=self.heap, quick=self.quick_start)
         self._launch(cmd, log=self.data_dir / "kafka.log", host=self.host, port=self.port,
                      timeout=timeout)  # fmt: skip

@@ -35,7 +35,7 @@ def local_services(
     try:
         if not bootstrap:
             broker = KafkaBroker(work / "kafka", port=free_port(), controller_port=free_port(),
-                                 heap=kafka_heap)  # fmt: skip
+                                 heap=kafka_heap, quick_start=False)  # fmt: skip
             broker.start()
             services.started.append(broker)
             services.broker, services.bootstrap = broker, broker.bootstrap
