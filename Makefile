@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install provision provision-tests lint typecheck compat pytest bench clean
+.PHONY: run test install provision provision-tests lint typecheck compat pytest bench bench-e2e clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,7 +41,15 @@ test: lint typecheck compat pytest
 bench: install
 	$(BIN)/python benchmarks/codec_bench.py
 
-bench-e2e: install
+# The benchmark's Node load clients; reinstalled when the lock file changes.
+BENCH_JS := benchmarks/js
+BENCH_JS_STAMP := $(BENCH_JS)/node_modules/.installed
+
+$(BENCH_JS_STAMP): $(BENCH_JS)/package-lock.json
+	npm ci --no-audit --no-fund --prefix $(BENCH_JS)
+	@touch $(BENCH_JS_STAMP)
+
+bench-e2e: install $(BENCH_JS_STAMP)
 	$(BIN)/python benchmarks/e2e_bench.py
 
 clean:

@@ -17,8 +17,15 @@ stops everything it started at the end. Phases, all in one run:
 4. **Fixed load**: open loop at ``--rates`` echoes/s (default: half the 3000/s target) and
    at half the measured saturation; latency from each request's scheduled time to its ack.
 
-The client processes (``e2e_bench_clients.py``) share the 2 cores with everything else;
-the figures are what the whole machine does, not the gateway alone.
+Before the saturation phase, an unmeasured closed-loop warm-up (``--warmup`` seconds, same
+clients and window) lets the broker's JIT and the Python processes warm up; its throughput
+is reported but judged against nothing.
+
+The clients are Node processes (``benchmarks/js/clients.mjs``, the official
+``socket.io-client``, websocket transport, acks), driven over stdin/stdout with JSON lines:
+they cost several times less CPU per echo than python-socketio clients, and they share the
+2 cores with everything else, so the figures are what the whole machine does, not the
+gateway alone. ``make bench-e2e`` installs them (``npm ci`` in ``benchmarks/js``).
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ import contextlib
 import json
 import math
 import os
+import resource
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -47,7 +56,6 @@ import urllib.request
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from benchmarks.e2e_bench_clients import raise_nofile
 from schemas.codec import Codec
 from schemas.envelopes import Request, Result
 from schemas.kafka_clients import client_kwargs, ensure_topics
@@ -58,7 +66,8 @@ from sockethub.devstack.local import local_services
 from sockethub.devstack.processes import free_port, spawn, stop
 
 REPO = Path(__file__).resolve().parents[1]
-CLIENTS_SCRIPT = Path(__file__).resolve().with_name("e2e_bench_clients.py")
+JS_DIR = Path(__file__).resolve().with_name("js")
+CLIENTS_SCRIPT = JS_DIR / "clients.mjs"
 TARGETS = {"echoes_per_s": 3000.0, "p99_ms_half_load": 50.0, "kafka_fraction": 0.40, "kib": 30.0}
 KAFKA_GATEWAY = "kafka-only"
 
@@ -83,6 +92,24 @@ def cpu_seconds(pid: int) -> float:
     fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields_[11]) + int(fields_[12])) / ticks
+
+
+def raise_nofile() -> int:
+    """Lift the soft open-files limit to the hard one (each client holds a socket)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def node_binary() -> str:
+    """``node`` from PATH, once the clients' npm packages are installed."""
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("node is missing: the load clients need Node.js 20")
+    if not (JS_DIR / "node_modules" / "socket.io-client").is_dir():
+        raise SystemExit(f"run `make bench-e2e` or `npm ci --prefix {JS_DIR}` first")
+    return node
 
 
 def load_average() -> float:
@@ -327,10 +354,11 @@ class Stack:
 
 
 class ClientProcs:
-    """Several ``e2e_bench_clients.py`` processes, driven over their stdin/stdout."""
+    """Several ``clients.mjs`` Node processes, driven over their stdin/stdout."""
 
     def __init__(self, url: str, total: int, procs: int, tag: str) -> None:
         self.url, self.total, self.procs, self.tag = url, total, procs, tag
+        self.node = node_binary()
         self._children: list[asyncio.subprocess.Process] = []
 
     async def start(self, within: float = 300.0) -> float:
@@ -341,7 +369,7 @@ class ClientProcs:
         ]
         for i, share in enumerate(shares):
             child = await asyncio.create_subprocess_exec(
-                sys.executable,
+                self.node,
                 str(CLIENTS_SCRIPT),
                 self.url,
                 "/sockethub",
@@ -411,7 +439,13 @@ def summarise(name: str, parts: list[dict[str, Any]], extra: dict[str, Any]) -> 
 
 
 async def load_phase(
-    stack: Stack, clients: ClientProcs, command: dict[str, Any], name: str, extra: dict[str, Any]
+    stack: Stack,
+    clients: ClientProcs,
+    command: dict[str, Any],
+    name: str,
+    extra: dict[str, Any],
+    *,
+    profile: bool = True,
 ) -> dict[str, Any]:
     """Run one load command on every client process, sampling gateway RSS and CPU."""
     assert stack.gateway is not None
@@ -428,7 +462,7 @@ async def load_phase(
     await asyncio.sleep(1.0)  # CPU is sampled over the sending window only
     cpu0, busy0, t0 = group_cpu(groups), machine_busy(), time.perf_counter()
     spies: list[asyncio.subprocess.Process] = []
-    if stack.profile:
+    if stack.profile and profile:
         targets = [("gateway", pid)] + [("runner", p.pid) for p in stack.runner_procs[:1]]
         for label, target in targets:
             spies.append(
@@ -459,7 +493,14 @@ async def load_phase(
     for spy in spies:
         await spy.wait()
     row = summarise(name, task.result(), extra)
-    row.update(gateway_rss_peak_kib=peak, cpu_cores=cpu, load_avg=round(load_average(), 1))
+    rate = row["echoes_per_s"]
+    per_echo = {k: round(v / rate * 1000.0, 3) for k, v in cpu.items()} if rate else {}
+    row.update(
+        gateway_rss_peak_kib=peak,
+        cpu_cores=cpu,
+        cpu_ms_per_echo=per_echo,
+        load_avg=round(load_average(), 1),
+    )
     return row
 
 
@@ -490,21 +531,25 @@ async def idle_memory(stack: Stack, counts: list[int], procs: int) -> dict[str, 
 
 async def end_to_end(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    warm = ClientProcs(stack.url, 20, 1, "warm")
-    await warm.start()
-    await warm.command({"cmd": "rate", "rate": 200, "duration": 5, "start_at": time.time()}, 90)
-    await warm.close()
+    # A few echoes first, so that the gateway's first-use allocations are not counted as
+    # the idle connections' memory.
+    first = ClientProcs(stack.url, 20, 1, "first")
+    await first.start()
+    await first.command({"cmd": "rate", "rate": 200, "duration": 5, "start_at": time.time()}, 90)
+    await first.close()
     if args.idle:
         counts = [int(c) for c in args.idle.split(",")]
         out["idle"] = await idle_memory(stack, counts, args.idle_procs)
     clients = ClientProcs(stack.url, args.clients, args.client_procs, "load")
     await clients.start()
     rows: list[dict[str, Any]] = []
+    shape = {"clients": args.clients, "window": args.window}
     try:
+        if args.warmup > 0:
+            warmup = {"cmd": "closed", "window": args.window, "duration": args.warmup}
+            out["warmup"] = await load_phase(stack, clients, warmup, "warmup", shape, profile=False)
         closed = {"cmd": "closed", "window": args.window, "duration": args.duration}
-        sat = await load_phase(
-            stack, clients, closed, "saturation", {"clients": args.clients, "window": args.window}
-        )
+        sat = await load_phase(stack, clients, closed, "saturation", shape)
         rows.append(sat)
         rates = [float(r) for r in args.rates.split(",") if r]
         if sat["echoes_per_s"]:
@@ -555,6 +600,13 @@ def print_table(report: dict[str, Any]) -> None:
         f"\nKafka only (one process, {kafka['count']} echoes, {kafka['window']} in flight): "
         f"{kafka['echoes_per_s']} echoes/s, p50 {kafka['p50_ms']} ms, p99 {kafka['p99_ms']} ms"
     )
+    warm = report["e2e"].get("warmup")
+    if warm:
+        print(
+            f"\nwarm-up (not judged; {warm['clients']} clients x {warm['window']} in flight, "
+            f"{report['args']['warmup']:g} s): {warm['echoes_per_s']} echoes/s, "
+            f"p50 {warm['p50_ms']} ms, p99 {warm['p99_ms']} ms"
+        )
     head = ("phase", "clients", "offered", "sent", "ok", "err", "echo/s", "p50", "p95", "p99")
     print(
         f"\n{head[0]:<11}{head[1]:>8}{head[2]:>9}{head[3]:>8}{head[4]:>8}{head[5]:>6}"
@@ -579,13 +631,12 @@ def print_table(report: dict[str, Any]) -> None:
                 end="",
             )
         print()
-    print("\nCPU cores used during each phase (gateway / runners / kafka / clients / machine):")
+    groups = ("gateway", "runners", "kafka", "clients", "machine")
+    print(f"\nCPU during each phase, cores | ms per echo ({' / '.join(groups)}):")
     for row in report["e2e"]["load"]:
-        c = row["cpu_cores"]
-        print(
-            f"  {row['phase']:<11}{row.get('offered', '')!s:>8}: {c.get('gateway')} / "
-            f"{c.get('runners')} / {c.get('kafka')} / {c.get('clients')} / {c.get('machine')}"
-        )
+        cores = " / ".join(str(row["cpu_cores"].get(g)) for g in groups)
+        per_echo = " / ".join(str(row["cpu_ms_per_echo"].get(g)) for g in groups)
+        print(f"  {row['phase']:<11}{row.get('offered', '')!s:>8}: {cores} | {per_echo}")
     print(f"\n{'target':<36}{'measured':>10}  {'target':<8}  met")
     for v in report["verdicts"]:
         print(
@@ -603,13 +654,16 @@ def main() -> int:
     parser.add_argument("--client-procs", type=int, default=2, help="processes holding them")
     parser.add_argument("--window", type=int, default=2, help="outstanding echoes per client")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per load phase")
+    parser.add_argument(
+        "--warmup", type=float, default=15.0, help="seconds of unmeasured closed loop first"
+    )
     parser.add_argument("--rates", default="1500", help="fixed offered loads, echoes/s")
     parser.add_argument("--idle", default="1000,5000", help="idle connection counts ('' skips)")
     parser.add_argument("--idle-procs", type=int, default=4, help="processes per idle step")
     parser.add_argument("--kafka-count", type=int, default=20000)
     parser.add_argument("--kafka-window", type=int, default=1000)
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy the gateway and one runner (saturation)"
+        "--profile", action="store_true", help="py-spy the gateway and one runner (each load phase)"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--output", type=Path, help="also write the JSON report to this file")
