@@ -30,6 +30,7 @@ import orjson
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from schemas.avro_fast import Reader, Writer, compile_reader, compile_writer
 from schemas.envelopes import JSONDict, PlatformEvent, Record, Request, RequestKind, Result
 from schemas.logcrypt import (
     CodecError,
@@ -107,6 +108,8 @@ class _Reader:
     writer: Any
     reader: Any
     """None when the writer schema is the current one (no resolution needed)."""
+    read: Reader | None
+    """The generated decoder of this pair; None: fastavro reads it."""
 
 
 @cache
@@ -116,6 +119,24 @@ def _current(kind: Kind) -> tuple[Any, bytes, str]:
 
 
 _KIND_BY_NAME: dict[str, Kind] = {_current(kind)[2]: kind for kind in KINDS}
+
+
+@cache
+def _writer(kind: Kind) -> tuple[Writer | None, bytes, bytes]:
+    """The generated encoder, the single-object prefix and the fingerprint header value."""
+    _, fp, _ = _current(kind)
+    return compile_writer(load_schema(kind)), SINGLE_OBJECT_MAGIC + fp, fp.hex().encode()
+
+
+def _reader(kind: Kind, schema: dict[str, Any]) -> _Reader:
+    """How to read records written with ``schema`` (a revision of ``kind``)."""
+    current = load_schema(kind)
+    parsed, fp, _ = _current(kind)
+    if schema_fingerprint(schema) == fp:
+        return _Reader(kind, parsed, None, compile_reader(current))
+    return _Reader(
+        kind, parse_schema(schema, named_schemas={}), parsed, compile_reader(schema, current)
+    )
 
 
 def _millis(moment: datetime) -> int:
@@ -198,13 +219,10 @@ class Codec:
         self._by_fingerprint: dict[bytes, _Reader] = {}
         self._by_id: dict[int, _Reader] = {}
         for kind in KINDS:
-            parsed, fp, _ = _current(kind)
-            self._by_fingerprint[fp] = _Reader(kind, parsed, None)
+            self._by_fingerprint[_current(kind)[1]] = _reader(kind, load_schema(kind))
             for revision in history_revisions(kind):
                 old = load_schema(kind, revision)
-                self._by_fingerprint[schema_fingerprint(old)] = _Reader(
-                    kind, parse_schema(old, named_schemas={}), parsed
-                )
+                self._by_fingerprint[schema_fingerprint(old)] = _reader(kind, old)
         self._builders: dict[Kind, Callable[[dict[str, Any]], Record]] = {
             "request": self._request_from,
             "result": self._result_from,
@@ -235,7 +253,7 @@ class Codec:
             subject = subject_for(schema)
             schema_id = await self._registry.register(subject, schema)
             self._write_ids[kind] = CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
-            self._by_id[schema_id] = _Reader(kind, _current(kind)[0], None)
+            self._by_id[schema_id] = self._by_fingerprint[_current(kind)[1]]
             for revision in history_revisions(kind):
                 old = load_schema(kind, revision)
                 old_id = await self._registry.lookup(subject, old)
@@ -263,22 +281,25 @@ class Codec:
             datum = self._reply_datum(record, record.event_id, "event_id")
         else:
             raise CodecError(f"cannot encode {type(record).__name__}")
-        parsed, fp, _ = _current(kind)
+        write, prefix, fp_header = _writer(kind)
         if self._registry is not None:
-            prefix = self._write_ids.get(kind)
-            if prefix is None:
+            registered = self._write_ids.get(kind)
+            if registered is None:
                 raise CodecError("a schema registry is configured: await Codec.start() first")
-        else:
-            prefix = SINGLE_OBJECT_MAGIC + fp
-        out = BytesIO()
-        out.write(prefix)
+            prefix = registered
         try:
-            schemaless_writer(out, parsed, datum)
+            if write is not None:
+                value = write(datum, prefix)
+            else:
+                out = BytesIO()
+                out.write(prefix)
+                schemaless_writer(out, _current(kind)[0], datum)
+                value = out.getvalue()
         except (TypeError, ValueError, OverflowError) as exc:
             raise CodecError(f"cannot encode {kind} record: {type(exc).__name__}") from None
         headers = [
             (HEADER_CONTENT_TYPE, _CONTENT_TYPE_BYTES[kind]),
-            (HEADER_FINGERPRINT, fp.hex().encode()),
+            (HEADER_FINGERPRINT, fp_header),
         ]
         correlation_id = datum.get("correlation_id")
         if correlation_id is not None:
@@ -288,7 +309,7 @@ class Codec:
         sealed = datum["sealed"]
         if sealed is not None:
             headers.append((HEADER_KEY_ID, sealed["key_id"].encode()))
-        return out.getvalue(), headers
+        return value, headers
 
     def _payload(
         self, kind: Kind, record_id: str, record: Record, error: str | None
@@ -362,11 +383,16 @@ class Codec:
                 if name == HEADER_CONTENT_TYPE and header not in _KNOWN_CONTENT_TYPES:
                     raise CodecError(f"not a sockethub Avro record: content-type {header!r}")
         reader, offset = self._reader_for(value)
-        buffer = BytesIO(value)
-        buffer.seek(offset)
         try:
-            datum = cast(dict[str, Any], schemaless_reader(buffer, reader.writer, reader.reader))
-        except (EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
+            if reader.read is not None:
+                datum = reader.read(value, offset)
+            else:
+                buffer = BytesIO(value)
+                buffer.seek(offset)
+                datum = cast(
+                    dict[str, Any], schemaless_reader(buffer, reader.writer, reader.reader)
+                )
+        except (EOFError, ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
             raise CodecError(f"malformed {reader.kind} record: {type(exc).__name__}") from None
         return self._builders[reader.kind](datum)
 
@@ -388,12 +414,7 @@ class Codec:
         kind = _KIND_BY_NAME.get(subject_for(schema))
         if kind is None:
             raise CodecError(f"schema id {schema_id} is not a sockethub record schema")
-        parsed = parse_schema(schema, named_schemas={})
-        current, fp, _ = _current(kind)
-        same = schema_fingerprint(schema) == fp
-        self._by_id[schema_id] = _Reader(
-            kind, current if same else parsed, None if same else current
-        )
+        self._by_id[schema_id] = _reader(kind, schema)
 
     def _reader_for(self, value: bytes) -> tuple[_Reader, int]:
         if value[:2] == SINGLE_OBJECT_MAGIC and len(value) >= 10:
