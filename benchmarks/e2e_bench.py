@@ -23,9 +23,10 @@ is reported but judged against nothing.
 
 The clients are Node processes (``benchmarks/js/clients.mjs``, the official
 ``socket.io-client``, websocket transport, acks), driven over stdin/stdout with JSON lines:
-they cost several times less CPU per echo than python-socketio clients, and they share the
-2 cores with everything else, so the figures are what the whole machine does, not the
-gateway alone. ``make bench-e2e`` installs them (``npm ci`` in ``benchmarks/js``).
+they cost about half the CPU per echo of the python-socketio clients they replaced, and they
+still share the 2 cores with everything else, so the figures are what the whole machine
+does, not the gateway alone. ``make bench-e2e`` installs them (``npm ci`` in
+``benchmarks/js``); run directly, the benchmark needs ``npm ci --prefix benchmarks/js`` once.
 """
 
 from __future__ import annotations
