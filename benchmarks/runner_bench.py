@@ -6,6 +6,10 @@ ports. For each mode the request topic is filled first, then one runner process
 (``sockethub runner --platform dummy``) is started; the rate is measured from its first
 answer to its last, as a ``read_committed`` reader sees them (so startup and the consumer
 group join are excluded, and transactional answers count only once committed).
+
+``--rate R`` measures a fixed load instead: the runner is started first, then requests are
+produced at R per second for ``--duration`` seconds; the table gives the runner's CPU per
+request and the latency from each request's scheduled send to its committed answer.
 """
 
 from __future__ import annotations
@@ -107,6 +111,84 @@ async def _measure(
     return end - first, end - started
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _percentile(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))], 2)
+
+
+async def _fixed_rate(
+    settings: RunnerSettings, layout: TopicLayout, args: argparse.Namespace, pid: int
+) -> dict[str, Any]:
+    """Produce at ``args.rate``/s for ``args.duration`` s; runner CPU and answer latencies."""
+    codec = Codec.from_settings(settings)
+    producer = AIOKafkaProducer(**client_kwargs(settings), acks="all", linger_ms=1)
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings),
+        group_id=None,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+    )
+    await producer.start()
+    await consumer.start()
+    consumer.assign([TopicPartition(layout.replies(GATEWAY), p) for p in range(REPLY_PARTITIONS)])
+    route = layout.replies(GATEWAY)
+    scheduled: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def send(n: int, at: float) -> None:
+        request = _request(f"s{n % args.sessions}", n // args.sessions, route)
+        value, headers = codec.encode(request)
+        scheduled[request.activity_id] = at
+        await producer.send(
+            layout.requests("dummy"), value, key=request.session_id.encode(), headers=headers
+        )
+
+    async def collect(until: int) -> None:
+        while len(latencies) < until:
+            batch = await consumer.getmany(timeout_ms=200, max_records=10000)
+            now = time.perf_counter()
+            for messages in batch.values():
+                for message in messages:
+                    answer = codec.decode(message.value or b"")
+                    sent_at = scheduled.pop(getattr(answer, "activity_id", ""), None)
+                    if sent_at is not None:
+                        latencies.append((now - sent_at) * 1000)
+
+    try:
+        await send(0, time.perf_counter())  # the runner has joined once this is answered
+        await asyncio.wait_for(collect(1), args.timeout)
+        latencies.clear()
+        total = int(args.rate * args.duration)
+        collector = asyncio.create_task(collect(total))
+        cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
+        for n in range(1, total + 1):
+            at = t0 + (n - 1) / args.rate
+            delay = at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await send(n, at)
+        await asyncio.wait_for(collector, args.timeout)
+        spent, cpu = time.perf_counter() - t0, _cpu_seconds(pid) - cpu0
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return {
+        "rate": args.rate,
+        "answered": len(latencies),
+        "runner_cores": round(cpu / spent, 3),
+        "runner_cpu_ms_per_request": round(cpu / len(latencies) * 1000, 3),
+        "p50_ms": _percentile(latencies, 50),
+        "p99_ms": _percentile(latencies, 99),
+    }
+
+
 def _run_mode(
     base: dict[str, str], transactions: bool, args: argparse.Namespace, logs: Path
 ) -> dict[str, Any]:
@@ -126,8 +208,16 @@ def _run_mode(
     )
     layout = TopicLayout(settings)
     asyncio.run(ensure_topics(settings, layout.specs(["dummy"], [GATEWAY])))
-    asyncio.run(_fill(settings, layout, args.requests, args.sessions))
     cmd = [sys.executable, "-m", "sockethub.cli", "runner", "--platform", "dummy"]
+    if args.rate:
+        proc = spawn(cmd, log_path=logs / f"runner-{prefix}.log", env=env)
+        try:
+            fixed = asyncio.run(_fixed_rate(settings, layout, args, proc.pid))
+        finally:
+            code = stop(proc)
+        mode = "transactions" if transactions else "at-least-once"
+        return {"mode": mode, **fixed, "runner_exit": code}
+    asyncio.run(_fill(settings, layout, args.requests, args.sessions))
     proc = spawn(cmd, log_path=logs / f"runner-{prefix}.log", env=env)
     try:
         busy, total = asyncio.run(_measure(settings, layout, args.requests, args.timeout))
@@ -154,6 +244,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--modes", default="transactions,at-least-once")
+    parser.add_argument("--rate", type=float, help="fixed load, requests/s (see above)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of --rate")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
 
@@ -167,6 +259,16 @@ def main() -> int:
         rows = [_run_mode(base, mode == "transactions", args, work) for mode in modes]
     if args.json:
         print(json.dumps(rows, indent=2))
+        return 0
+    if args.rate:
+        print(f"{'mode':<15} {'rate':>7} {'answered':>9} {'cores':>6} {'ms CPU/req':>11} "
+              f"{'p50 ms':>8} {'p99 ms':>8}")  # fmt: skip
+        for row in rows:
+            print(
+                f"{row['mode']:<15} {row['rate']:>7g} {row['answered']:>9} "
+                f"{row['runner_cores']:>6} {row['runner_cpu_ms_per_request']:>11} "
+                f"{row['p50_ms']:>8} {row['p99_ms']:>8}"
+            )
         return 0
     head = ("mode", "requests", "sessions", "req/s", "seconds", "w/ startup")
     print(f"{head[0]:<15} {head[1]:>9} {head[2]:>9} {head[3]:>10} {head[4]:>8} {head[5]:>11}")

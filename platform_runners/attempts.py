@@ -25,11 +25,33 @@ def exit_key(prefix: str, platform: str) -> str:
     return f"{prefix}:runner:{platform}:last-exit"
 
 
+_BEGIN = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('INCR', key)
+  redis.call('EXPIRE', key, ARGV[1])
+end
+return counts
+"""
+_DONE = """
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[1], 'EX', ARGV[2])
+end
+return #KEYS
+"""
+
+
 class Attempts:
+    """Counters for many requests cost one Redis command (a script) per batch, not two
+    commands per request: at a few hundred requests a second the per-command work of
+    the client was a sixth of a runner's CPU."""
+
     def __init__(self, client: Redis, prefix: str, platform: str) -> None:
         self._redis = client
         self._prefix = f"{prefix}:runner:{platform}:attempts:"
         self._exit_key = exit_key(prefix, platform)
+        self._begin_script = client.register_script(_BEGIN)
+        self._done_script = client.register_script(_DONE)
         self._batch: list[tuple[str, asyncio.Future[int]]] = []
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -39,7 +61,7 @@ class Attempts:
     async def begin(self, activity_id: str) -> int:
         """Count one more attempt; a negative result means the request was answered already.
 
-        Calls made in the same event-loop turn share one pipelined round trip."""
+        Calls made in the same event-loop turn share one round trip."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._batch.append((self._key(activity_id), future))
         if len(self._batch) == 1:
@@ -52,17 +74,13 @@ class Attempts:
         await asyncio.sleep(0)  # let the other lanes of this turn join the batch
         batch, self._batch = self._batch, []
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, _ in batch:
-                    pipe.incr(key)
-                    pipe.expire(key, COUNTER_TTL_S)
-                replies = await pipe.execute()
+            counts = await self._begin_script(keys=[key for key, _ in batch], args=[COUNTER_TTL_S])
         except Exception as exc:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, future), count in zip(batch, replies[::2], strict=True):
+        for (_, future), count in zip(batch, counts, strict=True):
             if not future.done():
                 future.set_result(int(count))
 
@@ -78,12 +96,8 @@ class Attempts:
 
     async def done(self, activity_ids: Iterable[str]) -> None:
         keys = [self._key(a) for a in activity_ids]
-        if not keys:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.set(key, DONE, ex=COUNTER_TTL_S)
-            await pipe.execute()
+        if keys:
+            await self._done_script(keys=keys, args=[DONE, COUNTER_TTL_S])
 
     async def last_exit_code(self) -> str:
         """The exit code the supervisor recorded for this platform's last crash."""

@@ -133,7 +133,9 @@ class Committer:
             metrics.COMMITS.labels(self._platform).inc()
             if self._on_commit is not None:
                 self._on_commit(len(records))
-        if done_ids:
+        if done_ids and not self._transactional:
+            # In a transaction the offsets (and the finished offsets in their metadata)
+            # commit with the answers, so a committed request is never handed out again.
             try:
                 await self._attempts.done(done_ids)
             except Exception as exc:  # the Kafka commit is what counts; this is a second line

@@ -42,7 +42,7 @@ from platform_runners.settings import RunnerSettings
 from schemas.codec import Codec, CodecError
 from schemas.credentials import CredentialStore
 from schemas.envelopes import JSONDict, Request, RequestKind
-from schemas.kafka_clients import client_kwargs
+from schemas.kafka_clients import client_kwargs, fetch_kwargs
 from schemas.platform_registry import PlatformDescriptor
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
 
@@ -146,6 +146,7 @@ class Runner:
             heartbeat_interval_ms=max(1000, self.settings.session_timeout_ms // 5),
             max_poll_interval_ms=max(300000, int(self.settings.job_timeout * 1000) + 60000),
             fetch_max_bytes=MAX_RECORD_BYTES * 2,
+            **fetch_kwargs(self.settings),
             max_partition_fetch_bytes=MAX_RECORD_BYTES,
         )
         self._committer = Committer(

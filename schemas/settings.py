@@ -30,6 +30,23 @@ class CommonSettings(BaseSettings):
     kafka_sasl_username: str | None = Field(None, description="SASL user name")
     kafka_sasl_password: SecretStr | None = Field(None, description="SASL password")
     kafka_ssl_cafile: str | None = Field(None, description="CA bundle for Kafka TLS")
+    kafka_fetch_wait_ms: int = Field(
+        25,
+        ge=0,
+        le=60000,
+        description=(
+            "Longest the broker holds a consumer's fetch while less than "
+            "kafka_fetch_min_bytes are ready (runners and the gateway's reply reader)"
+        ),
+    )
+    kafka_fetch_min_bytes: int = Field(
+        16384,
+        ge=1,
+        description=(
+            "Bytes a fetch waits for (up to kafka_fetch_wait_ms): fewer, fuller fetches "
+            "under load; 1 answers every record at once at more CPU per record"
+        ),
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (session state only)")
     schema_registry_url: str | None = Field(
         None,

@@ -1,0 +1,25 @@
+"""Consumer fetch settings come from the shared settings (env or CLI)."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas.kafka_clients import fetch_kwargs
+from schemas.settings import CommonSettings
+
+
+def test_defaults_gather_records_per_fetch() -> None:
+    kwargs = fetch_kwargs(CommonSettings())
+    assert kwargs == {"fetch_max_wait_ms": 25, "fetch_min_bytes": 16384}
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOCKETHUB_KAFKA_FETCH_WAIT_MS", "0")
+    monkeypatch.setenv("SOCKETHUB_KAFKA_FETCH_MIN_BYTES", "1")
+    assert fetch_kwargs(CommonSettings()) == {"fetch_max_wait_ms": 0, "fetch_min_bytes": 1}
+
+
+def test_rejects_a_negative_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOCKETHUB_KAFKA_FETCH_WAIT_MS", "-1")
+    with pytest.raises(ValueError, match="kafka_fetch_wait_ms"):
+        CommonSettings()
