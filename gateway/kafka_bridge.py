@@ -23,7 +23,7 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 from gateway.metrics import GatewayMetrics
 from schemas.codec import Codec, CodecError
 from schemas.envelopes import PlatformEvent, Record, Request, Result
-from schemas.kafka_clients import client_kwargs, ensure_topics
+from schemas.kafka_clients import client_kwargs, ensure_topics, fetch_kwargs
 from schemas.settings import CommonSettings
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
 
@@ -114,7 +114,7 @@ class KafkaBridge:
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="latest",
-            fetch_max_wait_ms=100,
+            **fetch_kwargs(self._settings),
             max_partition_fetch_bytes=MAX_RECORD_BYTES,
         )
         await consumer.start()
