@@ -40,7 +40,7 @@ class CommonSettings(BaseSettings):
         ),
     )
     kafka_fetch_min_bytes: int = Field(
-        16384,
+        8192,
         ge=1,
         description=(
             "Bytes a fetch waits for (up to kafka_fetch_wait_ms): fewer, fuller fetches "

@@ -10,7 +10,7 @@ from schemas.settings import CommonSettings
 
 def test_defaults_gather_records_per_fetch() -> None:
     kwargs = fetch_kwargs(CommonSettings())
-    assert kwargs == {"fetch_max_wait_ms": 25, "fetch_min_bytes": 16384}
+    assert kwargs == {"fetch_max_wait_ms": 25, "fetch_min_bytes": 8192}
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
