@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -33,6 +33,10 @@ STOP_TIMEOUT = 10.0
 log = structlog.get_logger("gateway.kafka")
 
 EventHandler = Callable[[PlatformEvent], Awaitable[None]]
+ResultHandler = Callable[[Result], Awaitable[None]]
+Waiter = asyncio.Future[Result] | ResultHandler
+"""Where a request's result goes: a future to set, or a coroutine function to await in
+the reply consumer (which then answers the client itself, without a task of its own)."""
 
 
 class CachedPartitioner:
@@ -81,7 +85,7 @@ class KafkaBridge:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._pending: dict[str, asyncio.Future[Result]] = {}
+        self._pending: dict[str, Waiter] = {}
         self._on_event: EventHandler | None = None
         self.ready = False
 
@@ -138,9 +142,9 @@ class KafkaBridge:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for future in self._pending.values():
-            if not future.done():
-                future.cancel()
+        for waiter in self._pending.values():
+            if isinstance(waiter, asyncio.Future) and not waiter.done():
+                waiter.cancel()
         self._pending.clear()
         # Bounded: with the broker gone, a producer's final flush would retry forever.
         for client in (self._producer, self._consumer):
@@ -174,25 +178,22 @@ class KafkaBridge:
             raise DeliveryError(str(exc)) from exc
         return future
 
-    async def submit(
-        self, request: Request, key: str
-    ) -> tuple[asyncio.Future[Result], asyncio.Future[object]]:
-        """Produce an activity request; return (the result future, the delivery future).
+    async def submit(self, request: Request, key: str, waiter: Waiter) -> asyncio.Future[object]:
+        """Produce an activity request; return its delivery future.
 
-        The result future is registered before producing, so a fast reply never
-        finds nobody waiting. The caller must :meth:`forget` it when done.
+        ``waiter`` is registered before producing, so a fast reply never finds nobody
+        waiting. The caller must :meth:`forget` it when it stops waiting.
         """
-        waiter: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending[request.activity_id] = waiter
         try:
-            delivery = await self.produce(self.layout.requests(request.platform), request, key)
+            return await self.produce(self.layout.requests(request.platform), request, key)
         except BaseException:
             self._pending.pop(request.activity_id, None)
             raise
-        return waiter, delivery
 
-    def forget(self, activity_id: str) -> None:
-        self._pending.pop(activity_id, None)
+    def forget(self, activity_id: str) -> bool:
+        """Stop waiting for a result; True if it had not come (the caller answers instead)."""
+        return self._pending.pop(activity_id, None) is not None
 
     # -- consuming ---------------------------------------------------------
 
@@ -210,11 +211,10 @@ class KafkaBridge:
                 continue
             for records in batches.values():
                 for message in records:
-                    await self._dispatch(message.value, list(message.headers or ()))
+                    if message.value is not None:
+                        await self._dispatch(message.value, message.headers)
 
-    async def _dispatch(self, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-        if value is None:
-            return
+    async def _dispatch(self, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
         try:
             record = await self._codec.decode_async(value, headers)
         except CodecError as exc:
@@ -225,8 +225,14 @@ class KafkaBridge:
             waiter = self._pending.pop(record.activity_id, None)
             if waiter is None:
                 log.info("reply_unclaimed", activity_id=record.activity_id)
-            elif not waiter.done():
-                waiter.set_result(record)
+            elif isinstance(waiter, asyncio.Future):
+                if not waiter.done():
+                    waiter.set_result(record)
+            else:
+                try:
+                    await waiter(record)
+                except Exception:
+                    log.exception("result_dispatch_failed", platform=record.platform)
         elif isinstance(record, PlatformEvent):
             if self._on_event is not None:
                 try:

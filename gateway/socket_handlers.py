@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -17,6 +18,7 @@ import structlog
 from gateway.kafka_bridge import DeliveryError, KafkaBridge
 from gateway.limits import RATE_LIMITED, TOO_MANY_CONNECTIONS, ConnectionCap, RateLimiter, Verdict
 from gateway.metrics import GatewayMetrics
+from gateway.packets import SockethubPacket
 from gateway.sessions import Session, Sessions
 from gateway.settings import GatewaySettings
 from gateway.shaping import JSONDict, error_ack, error_event, result_ack
@@ -40,19 +42,63 @@ NOT_QUEUED = "Error: the request could not be queued for the platform"
 GATEWAY_ID_ACTOR = {"type": "service"}
 
 
+InlineMessage = Callable[[str, str, int | None, list[Any]], Awaitable[bool]]
+
+
 class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
     """An AsyncServer whose handlers can tell whether the client asked for an ack.
 
     The ``schemas`` event needs that (without a callback the registry goes out
     as an event instead). Handlers run as one task each (``async_handlers``),
     so a context variable set here is private to the event being handled.
+
+    Except ``message`` events, when :attr:`inline_message` takes them: it runs in
+    the connection's reader and declines (returns False) while an earlier event of
+    the session holds or waits for the session lock; events whose task has not
+    started yet (and so has not reached the lock) are counted per session, and
+    while there are any, messages take the task path too. Either way a session's
+    events reach the lock, or produce their request, in arrival order.
+
+    Packets are :class:`SockethubPacket` (orjson where its text is json's).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", SockethubPacket)
+        super().__init__(*args, **kwargs)
+        self.inline_message: InlineMessage | None = None
+        self._unstarted: dict[str, int] = {}
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
+        namespace = namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if not self.manager.is_connected(sid, namespace):
+            return
+        inline = self.inline_message
+        if (
+            inline is not None
+            and namespace == "/"
+            and data[0] == "message"
+            and sid not in self._unstarted
+            and await inline(sid, eio_sid, id, data[1:])
+        ):
+            return
+        self._unstarted[sid] = self._unstarted.get(sid, 0) + 1
+        await super()._handle_event(eio_sid, namespace, id, data)
 
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
     ) -> None:
+        unstarted = self._unstarted.pop(sid, 1)
+        if unstarted > 1:
+            self._unstarted[sid] = unstarted - 1
         ACK_WANTED.set(id is not None)
         await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+
+    async def send_ack(self, eio_sid: str, ack_id: int, answer: object) -> None:
+        """What python-socketio sends for a handler that returned ``answer``."""
+        await self._send_packet(
+            eio_sid, self.packet_class(socketio.packet.ACK, namespace="/", id=ack_id, data=[answer])
+        )
 
 
 class _DeliveryFailed(Exception):
@@ -109,6 +155,8 @@ class ProtocolHandlers:
         sio.on("schemas", self.schemas)
         sio.on("credentials", self.credentials)
         sio.on("message", self.message)
+        if isinstance(sio, SockethubServer):
+            sio.inline_message = self.message_inline
         sio.on("activity-object", self.activity_object)
         bridge.on_event(self.platform_event)
 
@@ -323,8 +371,9 @@ class ProtocolHandlers:
             key = request_key(
                 session.sid, valid.activity, persistent=valid.platform in self._persistent
             )
+            waiter: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
             try:
-                waiter, delivery = await self._bridge.submit(request, key)
+                delivery = await self._bridge.submit(request, key, waiter)
             except DeliveryError:
                 self._metrics.activity(valid.platform, "in", "error")
                 return error_ack(payload, NOT_QUEUED, valid.dialect)
@@ -369,11 +418,93 @@ class ProtocolHandlers:
             return "timeout", error_ack(payload, error, valid.dialect)
         finally:
             handle.cancel()
-        outcome = "error" if result.error is not None else "ok"
-        activity = result.activity
-        if result.error is not None and "error" not in activity:
-            activity = {**activity, "error": result.error}
-        return outcome, result_ack(activity, valid.platform, valid.dialect, original=payload)
+        return _result_answer(result, payload, valid)
+
+    # -- message events without a task (see SockethubServer) --------------------
+
+    async def message_inline(
+        self, sid: str, eio_sid: str, ack_id: int | None, args: list[Any]
+    ) -> bool:
+        """The ``message`` handler, run in the connection's reader: validate and produce
+        now; the reply consumer sends the ack. False: the session lock is taken, so
+        the event takes the task path (:meth:`message`) behind the lock's holder."""
+        session = self.sessions.get(sid)
+        if session is not None:
+            lock = session.lock
+            if lock.locked() or lock._waiters:
+                return False
+        payload = args[0] if args else None
+        try:
+            await self._message_inline(sid, eio_sid, ack_id, payload)
+        except Exception:
+            log.exception("message_failed", session_id=sid)
+        return True
+
+    async def _message_inline(
+        self, sid: str, eio_sid: str, ack_id: int | None, payload: object
+    ) -> None:
+        session = await self._admit(sid)
+        if session is None:
+            return
+        if self._over_inflight(session):
+            self._metrics.activity("unknown", "in", "limited")
+            await self._ack(eio_sid, ack_id, error_ack(payload, self._inflight_error()))
+            return
+        session.inflight += 1
+        try:
+            refusal = await self._submit_inline(session, eio_sid, ack_id, payload)
+        except BaseException:
+            session.inflight -= 1
+            raise
+        if refusal is not None:
+            session.inflight -= 1
+            await self._ack(eio_sid, ack_id, refusal)
+
+    async def _submit_inline(
+        self, session: Session, eio_sid: str, ack_id: int | None, payload: object
+    ) -> JSONDict | None:
+        """Produce the request (None), or the error ack that refuses it."""
+        started = time.monotonic()
+        try:
+            valid = validate_message(payload, self._registry, lookup_object=session.lookup_object)
+        except ActivityError as err:
+            self._metrics.activity("unknown", "in", "invalid")
+            return error_ack(payload, err.message)
+        session.dialect = valid.dialect
+        request = Request(
+            session_id=session.sid,
+            reply_route=self._bridge.reply_topic,
+            platform=valid.platform,
+            verb=valid.verb,
+            activity=valid.activity,
+            correlation_id=valid.correlation_id,
+        )
+        key = request_key(
+            session.sid, valid.activity, persistent=valid.platform in self._persistent
+        )
+        pending = _InlineRequest(self, session, payload, valid, request, started, eio_sid, ack_id)
+        try:
+            delivery = await self._bridge.submit(request, key, pending.on_result)
+        except DeliveryError:
+            pending.timer.cancel()
+            self._metrics.activity(valid.platform, "in", "error")
+            return error_ack(payload, NOT_QUEUED, valid.dialect)
+        session.used.add((valid.platform, key))
+        self._metrics.activity(valid.platform, "in", "accepted")
+        delivery.add_done_callback(pending.delivery_done)
+        return None
+
+    async def _finish_inline(self, pending: _InlineRequest, outcome: str, answer: JSONDict) -> None:
+        pending.session.inflight -= 1
+        platform = pending.valid.platform
+        self._metrics.activity(platform, "out", outcome)
+        self._metrics.observe_request(platform, time.monotonic() - pending.started)
+        await self._ack(pending.eio_sid, pending.ack_id, answer)
+
+    async def _ack(self, eio_sid: str, ack_id: int | None, answer: JSONDict) -> None:
+        if ack_id is not None:
+            sio: SockethubServer = self._sio
+            await sio.send_ack(eio_sid, ack_id, answer)
 
     async def platform_event(self, event: PlatformEvent) -> None:
         session = self.sessions.get(event.session_id)
@@ -387,3 +518,89 @@ class ProtocolHandlers:
         await self._sio.emit(
             "message", result_ack(activity, event.platform, session.dialect), to=event.session_id
         )
+
+
+def _result_answer(
+    result: Result, payload: object, valid: ValidatedActivity
+) -> tuple[str, JSONDict]:
+    """The outcome label and the ack for a platform's result."""
+    outcome = "error" if result.error is not None else "ok"
+    activity = result.activity
+    if result.error is not None and "error" not in activity:
+        activity = {**activity, "error": result.error}
+    return outcome, result_ack(activity, valid.platform, valid.dialect, original=payload)
+
+
+class _InlineRequest:
+    """A request produced by :meth:`ProtocolHandlers.message_inline`, until its answer.
+
+    Exactly one of the result (awaited by the reply consumer), the timeout timer and
+    a failed delivery answers it: whichever takes it out of the bridge's pending map.
+    """
+
+    __slots__ = (
+        "ack_id",
+        "eio_sid",
+        "handlers",
+        "payload",
+        "request",
+        "session",
+        "started",
+        "timer",
+        "valid",
+    )
+
+    def __init__(
+        self,
+        handlers: ProtocolHandlers,
+        session: Session,
+        payload: object,
+        valid: ValidatedActivity,
+        request: Request,
+        started: float,
+        eio_sid: str,
+        ack_id: int | None,
+    ) -> None:
+        self.handlers = handlers
+        self.session = session
+        self.payload = payload
+        self.valid = valid
+        self.request = request
+        self.started = started
+        self.eio_sid = eio_sid
+        self.ack_id = ack_id
+        timeout = handlers._settings.request_timeout
+        self.timer = asyncio.get_running_loop().call_later(timeout, self.expire)
+
+    async def on_result(self, result: Result) -> None:
+        self.timer.cancel()
+        outcome, answer = _result_answer(result, self.payload, self.valid)
+        await self.handlers._finish_inline(self, outcome, answer)
+
+    def expire(self) -> None:
+        handlers, request = self.handlers, self.request
+        if not handlers._bridge.forget(request.activity_id):
+            return
+        log.info(
+            "request_timed_out",
+            session_id=request.session_id,
+            platform=request.platform,
+            verb=request.verb,
+            activity_id=request.activity_id,
+        )
+        timeout = handlers._settings.request_timeout
+        error = f"Error: request timed out after {timeout:g} seconds"
+        answer = error_ack(self.payload, error, self.valid.dialect)
+        handlers._spawn(handlers._finish_inline(self, "timeout", answer))
+
+    def delivery_done(self, delivery: asyncio.Future[object]) -> None:
+        if delivery.cancelled() or delivery.exception() is None:
+            return
+        handlers = self.handlers
+        if not handlers._bridge.forget(self.request.activity_id):
+            return
+        self.timer.cancel()
+        handlers._metrics.kafka_errors.inc()
+        log.warning("request_delivery_failed", activity_id=self.request.activity_id)
+        answer = error_ack(self.payload, NOT_QUEUED, self.valid.dialect)
+        handlers._spawn(handlers._finish_inline(self, "error", answer))
