@@ -23,10 +23,11 @@ is reported but judged against nothing.
 
 The clients are Node processes (``benchmarks/js/clients.mjs``, the official
 ``socket.io-client``, websocket transport, acks), driven over stdin/stdout with JSON lines:
-they cost about half the CPU per echo of the python-socketio clients they replaced, and they
-still share the 2 cores with everything else, so the figures are what the whole machine
-does, not the gateway alone. ``make bench-e2e`` installs them (``npm ci`` in
-``benchmarks/js``); run directly, the benchmark needs ``npm ci --prefix benchmarks/js`` once.
+they cost about half (closed loop) to 0.6 (open loop) of the CPU per echo of the
+python-socketio clients they replaced, and they still share the 2 cores with everything
+else, so the figures are what the whole machine does, not the gateway alone.
+``make bench-e2e`` installs them (``npm ci`` in ``benchmarks/js``); run directly, the
+benchmark needs ``npm ci --prefix benchmarks/js`` once.
 """
 
 from __future__ import annotations
@@ -670,6 +671,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, help="also write the JSON report to this file")
     args = parser.parse_args()
 
+    node_binary()  # before any service starts
     raise_nofile()  # inherited by the gateway and the client processes
     work = Path(tempfile.mkdtemp(prefix="e2e-bench-"))
     report: dict[str, Any] = {
