@@ -132,21 +132,105 @@ def compile_fast_check(schema: JSONDict) -> FastCheck | None:
     formats than :data:`FORMAT_CHECKER` checks (``email``, ``hostname``...), so it
     may refuse what jsonschema accepts (the jsonschema pass then accepts it), never
     the other way round; ``use_default=False`` keeps it from filling in defaults.
+
+    A top-level property's ``oneOf`` whose branches are told apart by ``type`` (see
+    :func:`_type_dispatch`) is checked by picking the one branch the value's ``type``
+    names: fastjsonschema would try every branch and raise inside each failed one
+    (about 30 of the 35 µs an echo's check took).
     """
+    stripped, dispatch = _type_dispatch(schema)
     try:
         # detailed_exceptions=False cannot compile "const" (KeyError in fastjsonschema 2.22).
-        compiled = fastjsonschema.compile(schema, formats=FAST_FORMATS, use_default=False)
+        compiled = fastjsonschema.compile(stripped, formats=FAST_FORMATS, use_default=False)
+        definitions = schema.get("definitions")
+        branches: dict[int, Callable[[object], object]] = {}
+        tables: list[tuple[str, dict[str, Callable[[object], object]]]] = []
+        for name, by_type in dispatch.items():
+            table = {}
+            for value, branch in by_type.items():
+                if id(branch) not in branches:
+                    rooted = {**branch, "definitions": definitions} if definitions else branch
+                    branches[id(branch)] = fastjsonschema.compile(
+                        rooted, formats=FAST_FORMATS, use_default=False
+                    )
+                table[value] = branches[id(branch)]
+            tables.append((name, table))
     except Exception:
         return None
 
     def check(instance: object) -> bool:
         try:
             compiled(instance)
-        except Exception:
+            for name, table in tables:
+                if name in instance:  # type: ignore[operator]
+                    value = instance[name]  # type: ignore[index]
+                    table[value["type"]](value)
+        except Exception:  # a failed check, or a value without a branch for its type
             return False
         return True
 
     return check
+
+
+def _type_dispatch(schema: JSONDict) -> tuple[JSONDict, dict[str, dict[str, JSONDict]]]:
+    """``schema`` without the ``oneOf`` of those top-level properties whose branches are
+    each an object that requires ``type`` and allows only its own strings there (an
+    ``enum``/``const``, no string in two branches); and for each such property, the
+    branch of every ``type`` string.
+
+    For those, "exactly one branch matches" is "the value is an object whose ``type``
+    is one of the strings, and the branch of that string matches": any other branch
+    fails on ``type``, and an object without ``type``, or with another one, fails them all.
+    """
+    properties = schema.get("properties")
+    if schema.get("type") != "object" or not isinstance(properties, dict):
+        return schema, {}
+    kept = dict(properties)
+    dispatch: dict[str, dict[str, JSONDict]] = {}
+    for name, sub in properties.items():
+        if not isinstance(sub, dict) or not isinstance(sub.get("oneOf"), list):
+            continue
+        by_type: dict[str, JSONDict] = {}
+        for raw in sub["oneOf"]:
+            branch = _local_ref(raw, schema)
+            strings = _type_strings(branch)
+            if strings is None or any(value in by_type for value in strings):
+                break
+            by_type.update(dict.fromkeys(strings, branch))
+        else:
+            if by_type:
+                kept[name] = {k: v for k, v in sub.items() if k != "oneOf"}
+                dispatch[name] = by_type
+    if not dispatch:
+        return schema, {}
+    return {**schema, "properties": kept}, dispatch
+
+
+def _local_ref(schema: Any, root: JSONDict) -> Any:
+    """``#/definitions/<name>`` resolved (once); anything else as it is."""
+    if isinstance(schema, dict) and set(schema) == {"$ref"}:
+        ref = schema["$ref"]
+        prefix = "#/definitions/"
+        definitions = root.get("definitions")
+        if isinstance(ref, str) and ref.startswith(prefix) and isinstance(definitions, dict):
+            return definitions.get(ref[len(prefix) :], schema)
+    return schema
+
+
+def _type_strings(branch: Any) -> list[str] | None:
+    """The strings a branch allows as ``type``, if it is an object that requires ``type``."""
+    if not isinstance(branch, dict) or branch.get("type") != "object":
+        return None
+    required = branch.get("required")
+    rule = (branch.get("properties") or {}).get("type")
+    if not isinstance(required, list) or "type" not in required or not isinstance(rule, dict):
+        return None
+    values = rule.get("enum", [rule["const"]] if "const" in rule else None)
+    if not isinstance(values, list) or not values or set(rule) - {"enum", "const", "title"}:
+        return None
+    if not all(type(value) is str for value in values):
+        return None
+    return list(dict.fromkeys(values))
 
 
 FALSE_SCHEMA: JSONDict = {"not": {}}
