@@ -27,6 +27,9 @@ from schemas.kafka_clients import client_kwargs, ensure_topics, fetch_kwargs
 from schemas.settings import CommonSettings
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
 
+PRODUCER_BATCH_BYTES = 256 * 1024
+"""Per partition. At aiokafka's 16 KiB (about 30 requests) a full batch made every further
+send wait for it to drain (a wait_for task each) while the previous produce was in flight."""
 STOP_TIMEOUT = 10.0
 """Seconds each Kafka client gets to close on shutdown."""
 
@@ -109,6 +112,7 @@ class KafkaBridge:
             enable_idempotence=True,
             max_request_size=MAX_RECORD_BYTES,
             linger_ms=2,
+            max_batch_size=PRODUCER_BATCH_BYTES,
             partitioner=CachedPartitioner(),
         )
         await self._producer.start()
