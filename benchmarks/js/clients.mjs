@@ -203,6 +203,23 @@ async function connectAll(url, path, count) {
   return sockets;
 }
 
+/**
+ * Disconnect and wait for the websocket to close, as python-socketio's disconnect() does:
+ * one client at a time, not a burst of thousands that the gateway must clean up at once.
+ */
+function disconnect(socket) {
+  const ws = socket.io.engine?.transport?.ws; // the `ws` WebSocket under engine.io-client
+  socket.disconnect();
+  if (!ws || ws.readyState === ws.CLOSED) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 5000);
+    ws.once("close", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 async function main() {
   const [url, path, countArg, tagArg] = process.argv.slice(2);
   let tag = tagArg;
@@ -228,7 +245,7 @@ async function main() {
     tag += "x"; // fresh request ids for the next phase
     emitLine(result);
   }
-  for (const socket of sockets) socket.disconnect();
+  for (const socket of sockets) await disconnect(socket);
   emitLine({ event: "bye" });
   process.exit(0);
 }
