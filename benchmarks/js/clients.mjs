@@ -26,8 +26,8 @@ const CONTEXT = [
   "https://sockethub.org/ns/context/v1.jsonld",
   "https://sockethub.org/ns/context/platform/dummy/v1.jsonld",
 ];
-// The handshake headers the former python-socketio (aiohttp) clients sent, so the gateway
-// keeps the same per-connection handshake state in the idle-memory phase.
+// The headers aiohttp added to the former python-socketio clients' handshakes (ws sends the
+// rest), so the gateway keeps the same per-connection state in the idle-memory phase.
 const HEADERS = {
   Accept: "*/*",
   "Accept-Encoding": "gzip, deflate",
