@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from io import BytesIO
 from pathlib import Path
@@ -77,7 +77,6 @@ _CONTENT_TYPE_BYTES = {kind: ct.encode() for kind, ct in CONTENT_TYPES.items()}
 _KNOWN_CONTENT_TYPES = frozenset(_CONTENT_TYPE_BYTES.values())
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 
 
 def load_schema(kind: str, revision: int | None = None) -> dict[str, Any]:
@@ -142,7 +141,8 @@ def _reader(kind: Kind, schema: dict[str, Any]) -> _Reader:
 def _millis(moment: datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MS
+    since = moment - _EPOCH  # the same floor as "// timedelta(milliseconds=1)", cheaper
+    return since.days * 86_400_000 + since.seconds * 1000 + since.microseconds // 1000
 
 
 def _dumps(activity: JSONDict) -> bytes:

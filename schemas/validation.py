@@ -165,6 +165,10 @@ def _checked_copy(payload: JSONDict) -> JSONDict:
     return copied
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+"""Values :func:`_copy_value` returns as they are (checked inline: most leaves are these)."""
+
+
 def _copy_value(value: object, depth: int) -> object:
     """Recursive, but never deeper than MAX_DEPTH + 1 frames: a deeper container is refused
     before its children are visited, so a hostile payload cannot exhaust the stack."""
@@ -173,12 +177,15 @@ def _copy_value(value: object, depth: int) -> object:
         if depth > MAX_DEPTH:
             raise ActivityError(TOO_DEEP)
         depth += 1
-        return {k: _copy_value(v, depth) for k, v in value.items()}  # type: ignore[attr-defined]
+        return {
+            k: v if type(v) in _SCALARS else _copy_value(v, depth)
+            for k, v in value.items()  # type: ignore[attr-defined]
+        }
     if kind is list:
         if depth > MAX_DEPTH:
             raise ActivityError(TOO_DEEP)
         depth += 1
-        return [_copy_value(v, depth) for v in value]  # type: ignore[attr-defined]
+        return [v if type(v) in _SCALARS else _copy_value(v, depth) for v in value]  # type: ignore[attr-defined]
     if kind is str or kind is int or kind is float or kind is bool or value is None:
         return value
     if isinstance(value, dict | list):  # subclasses: check them the same way, copy as before

@@ -4,7 +4,7 @@ for value, on every schema in schemas/avro (current and history revisions)."""
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +17,7 @@ from schemas.codec import (
     KINDS,
     Codec,
     CodecError,
+    _millis,
     history_revisions,
     load_schema,
     schema_fingerprint,
@@ -255,3 +256,10 @@ def test_a_timestamp_beyond_datetime_is_a_codec_error() -> None:
     value = b"\xc3\x01" + schema_fingerprint(schema) + _fastavro_write(schema, datum)
     with pytest.raises(CodecError, match="malformed result record: OverflowError"):
         Codec().decode(value)
+
+
+@given(st.datetimes(timezones=st.just(UTC)) | st.datetimes())
+def test_codec_millis_floors_like_timedelta_division(moment: datetime) -> None:
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    expected = (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    assert _millis(moment) == expected
