@@ -17,9 +17,10 @@ from starlette.types import ASGIApp
 from gateway.demo import routes as demo_routes
 from gateway.health import Readiness
 from gateway.kafka_bridge import KafkaBridge
+from gateway.lean_connections import LeanSockethubServer
 from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings
-from gateway.socket_handlers import ProtocolHandlers, SockethubServer
+from gateway.socket_handlers import ProtocolHandlers
 from schemas.credentials import CredentialStore
 from schemas.platform_registry import PlatformRegistry
 
@@ -42,7 +43,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
         settings, gateway_id=settings.gateway_id, platforms=list(registry.ids()), metrics=metrics
     )
     readiness = Readiness(settings, redis, bridge=bridge)
-    sio = SockethubServer(
+    sio = LeanSockethubServer(
         async_mode="asgi",
         cors_allowed_origins=settings.origins(),
         max_http_buffer_size=settings.max_payload,

@@ -5,21 +5,26 @@ from __future__ import annotations
 import uvicorn
 
 from gateway.app import create_app
+from gateway.lean_connections import LeanWebSocketProtocol
 from gateway.settings import GatewaySettings
 from schemas.observability import configure_logging
 
 
-def serve(settings: GatewaySettings) -> None:
-    configure_logging(settings, process="gateway")
-    config = uvicorn.Config(
+def uvicorn_config(settings: GatewaySettings) -> uvicorn.Config:
+    return uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level="warning",
         access_log=False,
         lifespan="on",
-        ws="websockets-sansio",
+        # uvicorn's websockets-sansio protocol, with lighter per-connection state.
+        ws=LeanWebSocketProtocol,
         # engine.io does not bound websocket frames under ASGI: the server does.
         ws_max_size=settings.max_payload,
     )
-    uvicorn.Server(config).run()
+
+
+def serve(settings: GatewaySettings) -> None:
+    configure_logging(settings, process="gateway")
+    uvicorn.Server(uvicorn_config(settings)).run()

@@ -1,0 +1,298 @@
+"""Lighter per-connection state for idle websocket connections (library internals).
+
+Most of a gateway's connections are idle, and each one's memory is mostly held by the
+libraries. Two hooks make it smaller; both lean on library internals, so they live here
+and ``tests/unit/gateway/test_lean_connections.py`` fails loudly if a library changes
+under them:
+
+- :class:`LeanWebSocketProtocol` is uvicorn's ``websockets-sansio`` protocol (passed as
+  ``ws=`` to ``uvicorn.Config``, a documented hook) with a one-consumer receive queue and a
+  plain flag instead of an ``asyncio.Queue`` and an ``asyncio.Event`` (about 2.5 KiB of
+  deques per connection), and without the handshake's parsed request and response, which
+  uvicorn keeps for the whole connection but does not read after the handshake.
+- :class:`LeanEngineIOServer` is engine.io's server (python-socketio's
+  ``_engineio_server_class`` hook) whose ``create_queue`` (engine.io's own documented
+  factory for a socket's outgoing packet queue) returns a :class:`PacketQueue`: the
+  ``asyncio.Queue`` methods engine.io uses, with its storage created only while packets
+  are waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any, Generic, TypeVar
+
+import engineio
+from engineio import exceptions, packet
+from engineio.async_socket import AsyncSocket
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from gateway.socket_handlers import SockethubServer
+
+T = TypeVar("T")
+
+
+class ReceiveQueue(Generic[T]):
+    """The part of ``asyncio.Queue`` uvicorn's protocol uses: ``put_nowait``, ``get``,
+    ``empty``, for one consumer at a time (the ASGI app's ``receive``)."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[T] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: T) -> None:
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> T:
+        while not self._items:
+            if self._waiter is not None:
+                raise RuntimeError("ReceiveQueue.get() has one consumer at a time")
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        items = self._items
+        item = items.popleft()
+        if not items:
+            self._items = None
+        return item
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items) if self._items else 0
+
+
+class Flag:
+    """The part of ``asyncio.Event`` uvicorn's protocol uses (``writable``); its waiters'
+    list exists only while someone waits."""
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self) -> None:
+        self._value = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._value
+
+    def set(self) -> None:
+        self._value = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._value = False
+
+    async def wait(self) -> bool:
+        if self._value:
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return True
+
+
+class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol with lighter per-connection state."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = ReceiveQueue()  # type: ignore[assignment]
+        self.writable = Flag()  # type: ignore[assignment]
+        self.writable.set()
+
+    def start_keepalive(self) -> None:
+        # uvicorn calls this once, right after it has sent the handshake's 101 response;
+        # the parsed request and response (two Headers, ~3 KiB) are not read after that.
+        self.request = None  # type: ignore[assignment]
+        self.response = None  # type: ignore[assignment]
+        super().start_keepalive()
+
+
+class PacketQueue(Generic[T]):
+    """What engine.io's socket uses of ``asyncio.Queue`` (``put``, ``put_nowait``, ``get``,
+    ``get_nowait``, ``task_done``, ``join``, ``empty``, ``qsize``): unbounded, its item
+    deque and waiter lists created only while needed."""
+
+    __slots__ = ("_getters", "_items", "_joiners", "_unfinished")
+
+    def __init__(self) -> None:
+        self._items: deque[T] | None = None
+        self._getters: list[asyncio.Future[None]] | None = None
+        self._joiners: list[asyncio.Future[None]] | None = None
+        self._unfinished = 0
+
+    def qsize(self) -> int:
+        return len(self._items) if self._items else 0
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: T) -> None:
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        items.append(item)
+        self._unfinished += 1
+        getters = self._getters
+        while getters:
+            getter = getters.pop(0)
+            if not getter.done():
+                getter.set_result(None)
+                break
+
+    async def put(self, item: T) -> None:
+        self.put_nowait(item)
+
+    def get_nowait(self) -> T:
+        items = self._items
+        if not items:
+            raise asyncio.QueueEmpty
+        item = items.popleft()
+        if not items:
+            self._items = None
+        return item
+
+    async def get(self) -> T:
+        while not self._items:
+            getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if self._getters is None:
+                self._getters = []
+            self._getters.append(getter)
+            try:
+                await getter
+            except BaseException:
+                getter.cancel()
+                if self._getters is not None and getter in self._getters:
+                    self._getters.remove(getter)
+                if self._items and not getter.cancelled():  # pragma: no cover
+                    self._wake_next_getter()
+                raise
+            finally:
+                if not self._getters:
+                    self._getters = None
+        return self.get_nowait()
+
+    def _wake_next_getter(self) -> None:  # pragma: no cover
+        while self._getters:
+            getter = self._getters.pop(0)
+            if not getter.done():
+                getter.set_result(None)
+                return
+
+    def task_done(self) -> None:
+        if self._unfinished <= 0:
+            raise ValueError("task_done() called too many times")
+        self._unfinished -= 1
+        if self._unfinished == 0 and self._joiners:
+            joiners, self._joiners = self._joiners, None
+            for joiner in joiners:
+                if not joiner.done():
+                    joiner.set_result(None)
+
+    async def join(self) -> None:
+        if self._unfinished == 0:
+            return
+        joiner: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._joiners is None:
+            self._joiners = []
+        self._joiners.append(joiner)
+        await joiner
+
+
+class LeanAsyncSocket(AsyncSocket):  # type: ignore[misc]
+    """engine.io's socket without two of its three resting tasks.
+
+    - ``poll`` (the websocket writer's wait for packets) bounds its wait with
+      ``asyncio.timeout`` instead of ``asyncio.wait_for``, which wraps the wait in a task of
+      its own plus a future and a callback.
+    - The next ping is a timer (``call_later``) instead of a task sleeping through the
+      ping interval: when it fires, the PING packet is queued as engine.io's ``_send_ping``
+      would (the socket's ``send`` only adds the ping-timeout check, which passes right
+      after ``last_ping`` is set).
+    """
+
+    async def poll(self) -> list[Any]:
+        queue = self.queue
+        try:
+            async with asyncio.timeout(self.server.ping_interval + self.server.ping_timeout):
+                first = await queue.get()
+            queue.task_done()
+        except (TimeoutError, asyncio.CancelledError):
+            raise exceptions.QueueEmpty() from None
+        if first is None:
+            return []
+        packets = [first]
+        while True:
+            try:
+                pkt = queue.get_nowait()
+                queue.task_done()
+                if pkt is None:
+                    queue.put_nowait(None)
+                    break
+                packets.append(pkt)
+            except asyncio.QueueEmpty:
+                break
+        return packets
+
+    last_ping: float | None
+
+    def schedule_ping(self) -> None:
+        # only schedule a new ping if the previous ping wait cycle completed
+        if self.last_ping:
+            self.last_ping = None
+            asyncio.get_running_loop().call_later(self.server.ping_interval, self._ping_due)
+
+    def _ping_due(self) -> None:
+        if self.closing or self.closed:
+            return
+        self.last_ping = time.time()
+        self.queue.put_nowait(packet.Packet(packet.PING))
+
+
+class LeanEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
+    r"""engine.io's server, whose sockets are :class:`LeanAsyncSocket`\ s queueing their
+    outgoing packets in a :class:`PacketQueue`."""
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> PacketQueue[Any]:
+        if args or kwargs:  # engine.io creates its sockets' queues without arguments
+            return asyncio.Queue(*args, **kwargs)  # type: ignore[return-value]
+        return PacketQueue()
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        # engine.io builds its sockets with a hard-wired class; "connect" is triggered
+        # right after it stored the new socket, before its first ping is scheduled and
+        # before its websocket handler starts. A subclass that adds no state can take over.
+        if event == "connect":
+            socket = self.sockets.get(args[0])
+            if type(socket) is AsyncSocket:
+                socket.__class__ = LeanAsyncSocket
+        return await super()._trigger_event(event, *args, **kwargs)
+
+
+class LeanSockethubServer(SockethubServer):
+    """The gateway's Socket.IO server, on :class:`LeanEngineIOServer`."""
+
+    def _engineio_server_class(self) -> type[LeanEngineIOServer]:
+        return LeanEngineIOServer
