@@ -9,7 +9,8 @@ under them:
   ``ws=`` to ``uvicorn.Config``, a documented hook) with a one-consumer receive queue and a
   plain flag instead of an ``asyncio.Queue`` and an ``asyncio.Event`` (about 2.5 KiB of
   deques per connection), and without the handshake's parsed request and response, which
-  uvicorn keeps for the whole connection but does not read after the handshake.
+  uvicorn keeps for the whole connection but does not read after the handshake (nor
+  the ASGI scope's copy of the handshake headers, once the connection is accepted).
 - :class:`LeanEngineIOServer` is engine.io's server (python-socketio's
   ``_engineio_server_class`` hook) whose ``create_queue`` (engine.io's own documented
   factory for a socket's outgoing packet queue) returns a :class:`PacketQueue`: the
@@ -125,8 +126,15 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     def start_keepalive(self) -> None:
         # uvicorn calls this once, right after it has sent the handshake's 101 response;
         # the parsed request and response (two Headers, ~3 KiB) are not read after that.
+        # The request also stays referenced by the suspended parser of websockets'
+        # ServerProtocol, so its headers are emptied, not just let go.
+        self.request.headers.clear()
         self.request = None  # type: ignore[assignment]
         self.response = None  # type: ignore[assignment]
+        # The scope's copy of the handshake headers (~1.3 KiB): engine.io has already
+        # copied them into its environ (HTTP_*), and nothing reads the scope's list once
+        # the connection is accepted.
+        self.scope["headers"] = []
         super().start_keepalive()
 
 

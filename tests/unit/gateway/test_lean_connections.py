@@ -19,6 +19,7 @@ import socketio
 import uvicorn
 from engineio.async_socket import AsyncSocket
 from uvicorn.protocols.websockets import websockets_sansio_impl
+from websockets.server import ServerProtocol
 
 from gateway.lean_connections import (
     Flag,
@@ -46,6 +47,10 @@ REVIEWED = {
     "WebSocketsSansIOProtocol.handle_connect": (
         websockets_sansio_impl.WebSocketsSansIOProtocol.handle_connect,
         "fa2597da",
+    ),
+    "websockets ServerProtocol.parse (keeps the handshake request)": (
+        ServerProtocol.parse,
+        "bca6787e",
     ),
     "WebSocketsSansIOProtocol.receive": (
         websockets_sansio_impl.WebSocketsSansIOProtocol.receive,
@@ -271,6 +276,9 @@ async def test_a_lean_connection_pings_acks_and_disconnects() -> None:
             assert type(protocol) is LeanWebSocketProtocol
             assert isinstance(protocol.queue, ReceiveQueue)
             assert protocol.request is None and protocol.response is None
+            assert protocol.scope["headers"] == []
+            assert environs[0]["HTTP_UPGRADE"].lower() == "websocket"
+            assert environs[0]["asgi.scope"]["client"][0] == "127.0.0.1"
             # several ping intervals: the client answers every ping and stays connected
             await asyncio.sleep(1.0)
             assert client.connected
