@@ -22,7 +22,6 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
-from redis.asyncio import Redis
 
 from platform_runners import metrics
 from platform_runners.answers import Answers
@@ -44,6 +43,7 @@ from schemas.credentials import CredentialStore
 from schemas.envelopes import JSONDict, Request, RequestKind
 from schemas.kafka_clients import client_kwargs, fetch_kwargs
 from schemas.platform_registry import PlatformDescriptor
+from schemas.redis_client import redis_client
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
 
 log = structlog.get_logger("platform_runners.runner")
@@ -94,7 +94,7 @@ class Runner:
         )
         self.codec = Codec.from_settings(settings)
         self.answers = Answers(self.codec, self.layout, self.platform_id)
-        self.redis = Redis.from_url(settings.redis_url)
+        self.redis = redis_client(settings.redis_url)
         self.attempts = Attempts(self.redis, settings.topic_prefix, self.platform_id)
         self.credentials = credentials if credentials is not None else self._store(settings)
         self.platform = factory(settings, descriptor, self)
