@@ -22,6 +22,10 @@ def uvicorn_config(settings: GatewaySettings) -> uvicorn.Config:
         ws=LeanWebSocketProtocol,
         # engine.io does not bound websocket frames under ASGI: the server does.
         ws_max_size=settings.max_payload,
+        # Off by default, as in the Node.js Socket.IO server: the zlib contexts of a
+        # compressed connection (~40 KiB) are more than everything else it holds, and
+        # Sockethub's messages are small.
+        ws_per_message_deflate=settings.ws_compression,
     )
 
 

@@ -25,6 +25,11 @@ class GatewaySettings(CommonSettings):
         description="Allowed browser origins, comma-separated, or * (the gateway's own is added)",
     )
     max_payload: int = Field(262144, ge=1024, description="Largest accepted message, in bytes")
+    ws_compression: bool = Field(
+        False,
+        description="Negotiate permessage-deflate on websockets (about 40 KiB of zlib state "
+        "per connection)",
+    )
     request_timeout: float = Field(
         30.0, gt=0, description="Seconds before an unanswered request is answered with an error"
     )

@@ -17,6 +17,7 @@ import engineio
 import pytest
 import socketio
 import uvicorn
+import websockets.asyncio.client
 from engineio.async_socket import AsyncSocket
 from uvicorn.protocols.websockets import websockets_sansio_impl
 from websockets.server import ServerProtocol
@@ -215,6 +216,37 @@ def test_the_gateway_serves_with_the_lean_protocol() -> None:
     assert config.ws is LeanWebSocketProtocol
     assert config.ws_max_size == 5000
     assert config.lifespan == "on"
+
+
+def test_websocket_compression_is_a_setting_and_off_by_default() -> None:
+    assert uvicorn_config(GatewaySettings(secret="s" * 32)).ws_per_message_deflate is False
+    on = GatewaySettings(secret="s" * 32, ws_compression=True)
+    assert uvicorn_config(on).ws_per_message_deflate is True
+
+
+@pytest.mark.parametrize("compression", [False, True])
+async def test_the_gateway_negotiates_permessage_deflate_only_when_configured(
+    compression: bool,
+) -> None:
+    port = _free_port()
+    settings = GatewaySettings(
+        secret="s" * 32, port=port, allowed_origins="*", ws_compression=compression
+    )
+    config = uvicorn_config(settings)
+    config.lifespan = "off"  # no Kafka here: only the websocket handshake is under test
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn sets a plain flag
+        await asyncio.sleep(0.01)
+    try:
+        url = f"ws://127.0.0.1:{port}/sockethub/?EIO=4&transport=websocket"
+        async with websockets.asyncio.client.connect(url, compression="deflate") as ws:
+            assert str(await ws.recv()).startswith("0{")  # engine.io OPEN
+            offered = ws.response.headers.get("Sec-WebSocket-Extensions")
+            assert (offered is not None and "permessage-deflate" in offered) is compression
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
 
 
 def _free_port() -> int:
