@@ -215,8 +215,15 @@ class KafkaBridge:
                 continue
             for records in batches.values():
                 for message in records:
-                    if message.value is not None:
+                    if message.value is None:
+                        continue
+                    try:
                         await self._dispatch(message.value, message.headers)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:  # one bad record must not stop the reply consumer
+                        self._metrics.kafka_errors.inc()
+                        log.exception("reply_dispatch_failed", topic=self.reply_topic)
 
     async def _dispatch(self, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
         try:

@@ -1,0 +1,51 @@
+"""The gateway's reply consumer survives a record it cannot handle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from gateway.kafka_bridge import KafkaBridge
+from gateway.metrics import GatewayMetrics
+from gateway.settings import GatewaySettings
+
+
+class OneBatch:
+    def __init__(self, values: list[bytes | None]) -> None:
+        self.values: list[bytes | None] | None = values
+
+    async def getmany(self, **_: Any) -> dict[str, list[SimpleNamespace]]:
+        values, self.values = self.values, None
+        if values is None:
+            await asyncio.sleep(3600)
+            return {}
+        return {"tp": [SimpleNamespace(value=v, headers=()) for v in values]}
+
+
+async def test_an_exception_in_one_record_does_not_stop_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bridge = KafkaBridge(
+        GatewaySettings(), gateway_id="gw", platforms=["dummy"], metrics=GatewayMetrics()
+    )
+    seen: list[bytes] = []
+
+    async def dispatch(value: bytes, headers: object) -> None:
+        seen.append(value)
+        if value == b"bad":
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(bridge, "_dispatch", dispatch)
+    bridge._consumer = OneBatch([b"bad", None, b"good"])  # type: ignore[assignment]
+    task = asyncio.create_task(bridge._consume())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not task.done()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert seen == [b"bad", b"good"]
