@@ -29,7 +29,7 @@ from schemas.topics import MAX_RECORD_BYTES, TopicLayout
 
 PRODUCER_BATCH_BYTES = 256 * 1024
 """Per partition. At aiokafka's 16 KiB (about 30 requests) a full batch made every further
-send wait for it to drain (a wait_for task each) while the previous produce was in flight."""
+send wait for it to drain (asyncio.wait each) while the previous produce was in flight."""
 STOP_TIMEOUT = 10.0
 """Seconds each Kafka client gets to close on shutdown."""
 
