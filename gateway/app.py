@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import socketio
 import structlog
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -23,6 +22,7 @@ from gateway.settings import GatewaySettings
 from gateway.socket_handlers import ProtocolHandlers
 from schemas.credentials import CredentialStore
 from schemas.platform_registry import PlatformRegistry
+from schemas.redis_client import redis_client
 
 log = structlog.get_logger("gateway")
 
@@ -35,7 +35,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     """Starlette for HTTP, python-socketio at ``settings.path`` in front of it."""
     metrics = GatewayMetrics()
     registry = PlatformRegistry(settings.platform_ids())
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings.redis_url)
     store = CredentialStore(
         redis, settings.secret, prefix=settings.topic_prefix, ttl=settings.credentials_ttl
     )
