@@ -26,6 +26,9 @@ def uvicorn_config(settings: GatewaySettings) -> uvicorn.Config:
         # compressed connection (~40 KiB) are more than everything else it holds, and
         # Sockethub's messages are small.
         ws_per_message_deflate=settings.ws_compression,
+        # engine.io's own heartbeat (25 s ping, 20 s timeout) finds dead peers; uvicorn's
+        # websocket pings would add a second timer and frame per connection.
+        ws_ping_interval=None,
     )
 
 

@@ -349,28 +349,36 @@ class ProtocolHandlers:
         finally:
             session.inflight -= 1
 
+    def _prepare(
+        self, session: Session, payload: object
+    ) -> tuple[ValidatedActivity, Request, str] | JSONDict:
+        """The validated activity, its request and partition key, or the error ack."""
+        try:
+            valid = validate_message(payload, self._registry, lookup_object=session.lookup_object)
+        except ActivityError as err:
+            self._metrics.activity("unknown", "in", "invalid")
+            return error_ack(payload, err.message)
+        session.dialect = valid.dialect
+        request = Request(
+            session_id=session.sid,
+            reply_route=self._bridge.reply_topic,
+            platform=valid.platform,
+            verb=valid.verb,
+            activity=valid.activity,
+            correlation_id=valid.correlation_id,
+        )
+        key = request_key(
+            session.sid, valid.activity, persistent=valid.platform in self._persistent
+        )
+        return valid, request, key
+
     async def _handle_message(self, session: Session, payload: object) -> JSONDict:
         started = time.monotonic()
         async with session.lock:
-            try:
-                valid = validate_message(
-                    payload, self._registry, lookup_object=session.lookup_object
-                )
-            except ActivityError as err:
-                self._metrics.activity("unknown", "in", "invalid")
-                return error_ack(payload, err.message)
-            session.dialect = valid.dialect
-            request = Request(
-                session_id=session.sid,
-                reply_route=self._bridge.reply_topic,
-                platform=valid.platform,
-                verb=valid.verb,
-                activity=valid.activity,
-                correlation_id=valid.correlation_id,
-            )
-            key = request_key(
-                session.sid, valid.activity, persistent=valid.platform in self._persistent
-            )
+            prepared = self._prepare(session, payload)
+            if isinstance(prepared, dict):
+                return prepared
+            valid, request, key = prepared
             waiter: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
             try:
                 delivery = await self._bridge.submit(request, key, waiter)
@@ -465,23 +473,10 @@ class ProtocolHandlers:
     ) -> JSONDict | None:
         """Produce the request (None), or the error ack that refuses it."""
         started = time.monotonic()
-        try:
-            valid = validate_message(payload, self._registry, lookup_object=session.lookup_object)
-        except ActivityError as err:
-            self._metrics.activity("unknown", "in", "invalid")
-            return error_ack(payload, err.message)
-        session.dialect = valid.dialect
-        request = Request(
-            session_id=session.sid,
-            reply_route=self._bridge.reply_topic,
-            platform=valid.platform,
-            verb=valid.verb,
-            activity=valid.activity,
-            correlation_id=valid.correlation_id,
-        )
-        key = request_key(
-            session.sid, valid.activity, persistent=valid.platform in self._persistent
-        )
+        prepared = self._prepare(session, payload)
+        if isinstance(prepared, dict):
+            return prepared
+        valid, request, key = prepared
         pending = _InlineRequest(self, session, payload, valid, request, started, eio_sid, ack_id)
         try:
             delivery = await self._bridge.submit(request, key, pending.on_result)

@@ -128,12 +128,18 @@ def _is_timestamp(schema: Any) -> bool:
 # -- writers -----------------------------------------------------------------
 
 
-def _write_value(src: _Source, schema: Any, var: str, indent: int) -> None:
+def _checked_kind(schema: Any) -> str:
+    """The schema's type name; a logical type other than timestamp-millis is not ours."""
     kind = _type_name(schema)
     if isinstance(schema, dict) and kind in _PRIMITIVES:
         logical = schema.get("logicalType")
         if logical is not None and not (logical == "timestamp-millis" and kind == "long"):
             raise _Unsupported(f"logical type {logical}")
+    return kind
+
+
+def _write_value(src: _Source, schema: Any, var: str, indent: int) -> None:
+    kind = _checked_kind(schema)
     emit = src.emit
     if kind == "null":
         emit(indent, f"if {var} is not None:")
@@ -242,11 +248,7 @@ def _read_long(src: _Source, var: str, indent: int) -> None:
 
 def _read_value(src: _Source, schema: Any, var: str, indent: int) -> None:
     """Code that reads one value of ``schema`` into ``var`` (None: read and drop it)."""
-    kind = _type_name(schema)
-    if isinstance(schema, dict) and kind in _PRIMITIVES:
-        logical = schema.get("logicalType")
-        if logical is not None and not (logical == "timestamp-millis" and kind == "long"):
-            raise _Unsupported(f"logical type {logical}")
+    kind = _checked_kind(schema)
     emit = src.emit
     if kind == "null":
         emit(indent, f"{var} = None")

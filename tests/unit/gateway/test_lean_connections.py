@@ -216,6 +216,7 @@ def test_the_gateway_serves_with_the_lean_protocol() -> None:
     assert config.ws is LeanWebSocketProtocol
     assert config.ws_max_size == 5000
     assert config.lifespan == "on"
+    assert config.ws_ping_interval is None, "engine.io's heartbeat is the only one"
 
 
 def test_websocket_compression_is_a_setting_and_off_by_default() -> None:
