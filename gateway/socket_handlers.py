@@ -415,15 +415,7 @@ class ProtocolHandlers:
             log.warning("request_delivery_failed", activity_id=request.activity_id)
             return "error", error_ack(payload, NOT_QUEUED, valid.dialect)
         except TimeoutError:
-            log.info(
-                "request_timed_out",
-                session_id=request.session_id,
-                platform=request.platform,
-                verb=request.verb,
-                activity_id=request.activity_id,
-            )
-            error = f"Error: request timed out after {timeout:g} seconds"
-            return "timeout", error_ack(payload, error, valid.dialect)
+            return "timeout", _timed_out(request, payload, valid, timeout)
         finally:
             handle.cancel()
         return _result_answer(result, payload, valid)
@@ -515,6 +507,19 @@ class ProtocolHandlers:
         )
 
 
+def _timed_out(
+    request: Request, payload: object, valid: ValidatedActivity, timeout: float
+) -> JSONDict:
+    log.info(
+        "request_timed_out",
+        session_id=request.session_id,
+        platform=request.platform,
+        verb=request.verb,
+        activity_id=request.activity_id,
+    )
+    return error_ack(payload, f"Error: request timed out after {timeout:g} seconds", valid.dialect)
+
+
 def _result_answer(
     result: Result, payload: object, valid: ValidatedActivity
 ) -> tuple[str, JSONDict]:
@@ -576,16 +581,8 @@ class _InlineRequest:
         handlers, request = self.handlers, self.request
         if not handlers._bridge.forget(request.activity_id):
             return
-        log.info(
-            "request_timed_out",
-            session_id=request.session_id,
-            platform=request.platform,
-            verb=request.verb,
-            activity_id=request.activity_id,
-        )
         timeout = handlers._settings.request_timeout
-        error = f"Error: request timed out after {timeout:g} seconds"
-        answer = error_ack(self.payload, error, self.valid.dialect)
+        answer = _timed_out(request, self.payload, self.valid, timeout)
         handlers._spawn(handlers._finish_inline(self, "timeout", answer))
 
     def delivery_done(self, delivery: asyncio.Future[object]) -> None:
