@@ -36,7 +36,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import resource
 import secrets
@@ -45,7 +44,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +56,7 @@ import urllib.request
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
+from benchmarks.measure import cpu_seconds, percentile
 from schemas.codec import Codec
 from schemas.envelopes import Request, Result
 from schemas.kafka_clients import client_kwargs, ensure_topics
@@ -74,26 +73,11 @@ TARGETS = {"echoes_per_s": 3000.0, "p99_ms_half_load": 50.0, "kafka_fraction": 0
 KAFKA_GATEWAY = "kafka-only"
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, math.ceil(q / 100.0 * len(ordered)) - 1))
-    return round(ordered[index], 2)
-
-
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (from /proc/<pid>/stat)."""
-    fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields_[11]) + int(fields_[12])) / ticks
 
 
 def raise_nofile() -> int:

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
+from benchmarks.measure import cpu_seconds, percentile
 from platform_runners.settings import RunnerSettings
 from schemas.codec import Codec
 from schemas.envelopes import Request
@@ -78,10 +79,8 @@ async def _fill(settings: RunnerSettings, layout: TopicLayout, count: int, sessi
         await producer.stop()
 
 
-async def _measure(
-    settings: RunnerSettings, layout: TopicLayout, count: int, within: float
-) -> tuple[float, float]:
-    """(seconds from the first answer to the last, seconds from start to the last)."""
+async def _reply_reader(settings: RunnerSettings, layout: TopicLayout) -> AIOKafkaConsumer:
+    """A started ``read_committed`` reader of every partition of the bench's reply topic."""
     consumer = AIOKafkaConsumer(
         **client_kwargs(settings),
         group_id=None,
@@ -90,12 +89,20 @@ async def _measure(
         fetch_max_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
+    topic = layout.replies(GATEWAY)
+    consumer.assign([TopicPartition(topic, p) for p in range(REPLY_PARTITIONS)])
+    return consumer
+
+
+async def _measure(
+    settings: RunnerSettings, layout: TopicLayout, count: int, within: float
+) -> tuple[float, float]:
+    """(seconds from the first answer to the last, seconds from start to the last)."""
+    consumer = await _reply_reader(settings, layout)
     started = time.perf_counter()
     first: float | None = None
     seen = 0
     try:
-        topic = layout.replies(GATEWAY)
-        consumer.assign([TopicPartition(topic, p) for p in range(REPLY_PARTITIONS)])
         while seen < count:
             if time.perf_counter() - started > within:
                 raise TimeoutError(f"only {seen} of {count} answers within {within}s")
@@ -111,33 +118,14 @@ async def _measure(
     return end - first, end - started
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _percentile(values: list[float], pct: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))], 2)
-
-
 async def _fixed_rate(
     settings: RunnerSettings, layout: TopicLayout, args: argparse.Namespace, pid: int
 ) -> dict[str, Any]:
     """Produce at ``args.rate``/s for ``args.duration`` s; runner CPU and answer latencies."""
     codec = Codec.from_settings(settings)
     producer = AIOKafkaProducer(**client_kwargs(settings), acks="all", linger_ms=1)
-    consumer = AIOKafkaConsumer(
-        **client_kwargs(settings),
-        group_id=None,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-    )
     await producer.start()
-    await consumer.start()
-    consumer.assign([TopicPartition(layout.replies(GATEWAY), p) for p in range(REPLY_PARTITIONS)])
+    consumer = await _reply_reader(settings, layout)
     route = layout.replies(GATEWAY)
     scheduled: dict[str, float] = {}
     latencies: list[float] = []
@@ -167,7 +155,7 @@ async def _fixed_rate(
         latencies.clear()
         total = int(args.rate * args.duration)
         collector = asyncio.create_task(collect(total))
-        cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
+        cpu0, t0 = cpu_seconds(pid), time.perf_counter()
         for n in range(1, total + 1):
             at = t0 + (n - 1) / args.rate
             delay = at - time.perf_counter()
@@ -175,7 +163,7 @@ async def _fixed_rate(
                 await asyncio.sleep(delay)
             await send(n, at)
         await asyncio.wait_for(collector, args.timeout)
-        spent, cpu = time.perf_counter() - t0, _cpu_seconds(pid) - cpu0
+        spent, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
     finally:
         await consumer.stop()
         await producer.stop()
@@ -184,8 +172,8 @@ async def _fixed_rate(
         "answered": len(latencies),
         "runner_cores": round(cpu / spent, 3),
         "runner_cpu_ms_per_request": round(cpu / len(latencies) * 1000, 3),
-        "p50_ms": _percentile(latencies, 50),
-        "p99_ms": _percentile(latencies, 99),
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
     }
 
 
