@@ -26,7 +26,11 @@ def client_kwargs(settings: CommonSettings) -> dict[str, Any]:
     if not servers:
         raise ValueError("kafka_bootstrap names no servers")
     protocol = settings.kafka_security_protocol
-    kwargs: dict[str, Any] = {"bootstrap_servers": servers, "security_protocol": protocol}
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": servers,
+        "security_protocol": protocol,
+        "retry_backoff_ms": settings.kafka_retry_backoff_ms,
+    }
     if protocol.startswith("SASL_"):
         password = settings.kafka_sasl_password
         if not (settings.kafka_sasl_mechanism and settings.kafka_sasl_username and password):

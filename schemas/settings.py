@@ -30,6 +30,17 @@ class CommonSettings(BaseSettings):
     kafka_sasl_username: str | None = Field(None, description="SASL user name")
     kafka_sasl_password: SecretStr | None = Field(None, description="SASL password")
     kafka_ssl_cafile: str | None = Field(None, description="CA bundle for Kafka TLS")
+    kafka_retry_backoff_ms: int = Field(
+        20,
+        ge=1,
+        le=60000,
+        description=(
+            "Pause before a Kafka client retries a failed request. A runner's next "
+            "transaction often reaches a partition before the broker has written the "
+            "previous one's commit markers; the broker refuses it as retriable, and every "
+            "answer in it waits this long"
+        ),
+    )
     kafka_fetch_wait_ms: int = Field(
         25,
         ge=0,

@@ -112,6 +112,7 @@ def test_client_kwargs_plaintext() -> None:
     assert kwargs == {
         "bootstrap_servers": ["127.0.0.1:1", "127.0.0.1:2"],
         "security_protocol": "PLAINTEXT",
+        "retry_backoff_ms": 20,
     }
 
 
