@@ -82,6 +82,8 @@ class KafkaBridge:
         self.layout = TopicLayout(settings)
         self.reply_topic = self.layout.replies(gateway_id)
         self._platforms = platforms
+        # Request topic names are built and checked once per platform, not per request.
+        self._request_topics = {p: self.layout.requests(p) for p in platforms}
         self._gateway_id = gateway_id
         self._metrics = metrics
         self._codec = Codec.from_settings(settings)
@@ -190,7 +192,10 @@ class KafkaBridge:
         """
         self._pending[request.activity_id] = waiter
         try:
-            return await self.produce(self.layout.requests(request.platform), request, key)
+            topic = self._request_topics.get(request.platform) or self.layout.requests(
+                request.platform
+            )
+            return await self.produce(topic, request, key)
         except BaseException:
             self._pending.pop(request.activity_id, None)
             raise

@@ -229,8 +229,40 @@ class PacketQueue(Generic[T]):
         await joiner
 
 
+class ReadDeadline:
+    """Ends a websocket read that has waited ``limit`` seconds, with one timer per
+    connection instead of engine.io's task and ``wait_for`` per packet read.
+
+    Only a read is ever cancelled (never the packet handling in between): the timer
+    checks ``reading`` and, if the read is still young, comes back when it would be due.
+    """
+
+    __slots__ = ("_handle", "_loop", "_task", "expired", "limit", "read_since", "reading")
+
+    def __init__(self, limit: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self.limit = limit
+        self.reading = False
+        self.read_since = 0.0
+        self.expired = False
+        self._handle = self._loop.call_later(limit, self._check)
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        due = self.read_since + self.limit
+        if self.reading and now >= due and self._task is not None:
+            self.expired = True
+            self._task.cancel()
+            return
+        self._handle = self._loop.call_at(due if self.reading else now + self.limit, self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
 class LeanAsyncSocket(AsyncSocket):  # type: ignore[misc]
-    """engine.io's socket without two of its three resting tasks.
+    """engine.io's socket without most of its resting tasks and per-packet tasks.
 
     - ``poll`` (the websocket writer's wait for packets) bounds its wait with
       ``asyncio.timeout`` instead of ``asyncio.wait_for``, which wraps the wait in a task of
@@ -239,7 +271,77 @@ class LeanAsyncSocket(AsyncSocket):  # type: ignore[misc]
       ping interval: when it fires, the PING packet is queued as engine.io's ``_send_ping``
       would (the socket's ``send`` only adds the ping-timeout check, which passes right
       after ``last_ping`` is set).
+    - A connection opened as a websocket reads its packets in the handler's task, bounded
+      by a :class:`ReadDeadline`, where engine.io starts a task and a ``wait_for`` for
+      every packet (about a twentieth of the gateway's CPU per echo). Connections that
+      upgrade from long-polling keep engine.io's own handler, probe handshake included.
     """
+
+    connected: bool
+    upgraded: bool
+
+    async def _websocket_handler(self, ws: Any) -> None:
+        if self.connected:
+            await super()._websocket_handler(ws)
+            return
+        self.connected = True
+        self.upgraded = True
+        writer = asyncio.ensure_future(self._write_websocket(ws))
+        self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
+        await self._read_websocket(ws)
+        await self.queue.put(None)  # the writer sends what is queued, then stops
+        await writer
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+
+    async def _write_websocket(self, ws: Any) -> None:
+        while True:
+            try:
+                packets = await self.poll()
+            except exceptions.QueueEmpty:
+                break
+            if not packets:
+                break
+            try:
+                for pkt in packets:
+                    await ws.send(pkt.encode())
+            except Exception:
+                break
+        await ws.close()
+
+    async def _read_websocket(self, ws: Any) -> None:
+        """Until the peer closes, a read fails or outlasts ping interval + ping timeout."""
+        server = self.server
+        largest = server.max_http_buffer_size
+        loop = asyncio.get_running_loop()
+        deadline = ReadDeadline(server.ping_interval + server.ping_timeout)
+        try:
+            while True:
+                deadline.read_since = loop.time()
+                deadline.reading = True
+                try:
+                    data = await ws.wait()
+                except asyncio.CancelledError:
+                    # Ours: the read outlasted the deadline. Otherwise the server is
+                    # closing the connection; as in engine.io, the socket still closes.
+                    if deadline.expired:
+                        asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                    return
+                except Exception:
+                    return
+                deadline.reading = False
+                if data is None or (data and len(data) > largest):
+                    return
+                try:
+                    await self.receive(packet.Packet(encoded_packet=data))
+                except exceptions.UnknownPacketError:
+                    pass
+                except exceptions.SocketIsClosedError:
+                    server.logger.info("Receive error -- socket is closed")
+                    return
+                except Exception:
+                    server.logger.exception("Unknown receive error")
+        finally:
+            deadline.cancel()
 
     async def poll(self) -> list[Any]:
         queue = self.queue

@@ -29,6 +29,7 @@ from gateway.lean_connections import (
     LeanSockethubServer,
     LeanWebSocketProtocol,
     PacketQueue,
+    ReadDeadline,
     ReceiveQueue,
 )
 from gateway.server import uvicorn_config
@@ -44,6 +45,10 @@ REVIEWED = {
     "AsyncSocket.schedule_ping": (AsyncSocket.schedule_ping, "ce997339"),
     "AsyncSocket._send_ping": (AsyncSocket._send_ping, "af7d3018"),
     "AsyncSocket.send": (AsyncSocket.send, "e7de91d3"),
+    "AsyncSocket._websocket_handler (read and write loops)": (
+        AsyncSocket._websocket_handler,
+        "3548a405",
+    ),
     "AsyncServer._handle_connect": (engineio.AsyncServer._handle_connect, "57f46d81"),
     "WebSocketsSansIOProtocol.handle_connect": (
         websockets_sansio_impl.WebSocketsSansIOProtocol.handle_connect,
@@ -207,6 +212,28 @@ async def test_packet_queue_get_can_be_cancelled_and_timed_out() -> None:
     assert await asyncio.wait_for(queue.get(), 1) == "x"
 
 
+async def test_read_deadline_ends_only_a_read_that_outlasts_it() -> None:
+    loop = asyncio.get_running_loop()
+    ended: list[float] = []
+
+    async def connection() -> None:
+        deadline = ReadDeadline(0.1)
+        try:
+            await asyncio.sleep(0.3)  # handling a packet, not reading: never cancelled
+            deadline.read_since = loop.time()
+            deadline.reading = True
+            try:
+                await asyncio.sleep(5)  # a read that gets no packet
+            except asyncio.CancelledError:
+                assert deadline.expired
+                ended.append(loop.time() - deadline.read_since)
+        finally:
+            deadline.cancel()
+
+    await asyncio.wait_for(connection(), 3)
+    assert len(ended) == 1 and 0.09 <= ended[0] < 2.0
+
+
 # -- wired into the gateway ----------------------------------------------------------------
 
 
@@ -321,6 +348,34 @@ async def test_a_lean_connection_pings_acks_and_disconnects() -> None:
         finally:
             await client.disconnect()
         await asyncio.wait_for(disconnected.wait(), 5)
+
+
+async def test_a_connection_upgraded_from_long_polling_keeps_engineio_handshake() -> None:
+    sio = LeanSockethubServer(async_mode="asgi", ping_interval=0.2, ping_timeout=1)
+
+    async def echo(sid: str, data: object) -> object:
+        return data
+
+    sio.on("echo", echo, namespace="/sockethub")
+    async with _serving(sio) as url:
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(
+            url,
+            socketio_path="sockethub",
+            transports=["polling", "websocket"],
+            namespaces=["/sockethub"],
+        )
+        try:
+            for _ in range(100):  # the upgrade follows the polling handshake
+                if client.eio.current_transport == "websocket":
+                    break
+                await asyncio.sleep(0.05)
+            assert client.eio.current_transport == "websocket"
+            await asyncio.sleep(0.6)  # a few ping intervals over the upgraded socket
+            ack = await client.call("echo", [1, "two"], namespace="/sockethub", timeout=5)
+            assert ack == [1, "two"]
+        finally:
+            await client.disconnect()
 
 
 async def test_a_silent_client_is_dropped_after_the_ping_timeout() -> None:
