@@ -23,13 +23,10 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 from gateway.metrics import GatewayMetrics
 from schemas.codec import Codec, CodecError
 from schemas.envelopes import PlatformEvent, Record, Request, Result
-from schemas.kafka_clients import client_kwargs, ensure_topics, fetch_kwargs
+from schemas.kafka_clients import PRODUCER_BATCH_BYTES, client_kwargs, ensure_topics, fetch_kwargs
 from schemas.settings import CommonSettings
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
 
-PRODUCER_BATCH_BYTES = 256 * 1024
-"""Per partition. At aiokafka's 16 KiB (about 30 requests) a full batch made every further
-send wait for it to drain (asyncio.wait each) while the previous produce was in flight."""
 STOP_TIMEOUT = 10.0
 """Seconds each Kafka client gets to close on shutdown."""
 

@@ -15,6 +15,12 @@ from schemas.topics import TopicSpec
 
 _TOPIC_ALREADY_EXISTS = 36
 
+PRODUCER_BATCH_BYTES = 256 * 1024
+"""``max_batch_size`` of the gateway's and the runners' producers, per partition. At
+aiokafka's 16 KiB (about 30 requests or 50 answers) a full batch makes every further send
+wait for it to drain, one produce request at a time: a runner's transaction of 150 answers
+went out in about 7 produce requests instead of one."""
+
 
 class TopicSetupError(RuntimeError):
     """Topics could not be created."""
