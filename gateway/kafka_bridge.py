@@ -18,12 +18,17 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from gateway.metrics import GatewayMetrics
 from schemas.codec import Codec, CodecError
 from schemas.envelopes import PlatformEvent, Record, Request, Result
-from schemas.kafka_clients import PRODUCER_BATCH_BYTES, client_kwargs, ensure_topics, fetch_kwargs
+from schemas.kafka_clients import (
+    PRODUCER_BATCH_BYTES,
+    CachedPartitioner,
+    client_kwargs,
+    ensure_topics,
+    fetch_kwargs,
+)
 from schemas.settings import CommonSettings
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
 
@@ -37,29 +42,6 @@ ResultHandler = Callable[[Result], Awaitable[None]]
 Waiter = asyncio.Future[Result] | ResultHandler
 """Where a request's result goes: a future to set, or a coroutine function to await in
 the reply consumer (which then answers the client itself, without a task of its own)."""
-
-
-class CachedPartitioner:
-    """aiokafka's default partitioner, with each key's murmur2 hash remembered.
-
-    The hash is pure Python (about 10 µs for a session id) and a session sends
-    many requests under one key. Same partitions as :class:`DefaultPartitioner`.
-    """
-
-    MAX_KEYS = 65536
-
-    def __init__(self) -> None:
-        self._hashes: dict[bytes, int] = {}
-
-    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
-        if key is None:
-            return int(DefaultPartitioner()(key, all_partitions, available))
-        hashed = self._hashes.get(key)
-        if hashed is None:
-            if len(self._hashes) >= self.MAX_KEYS:
-                self._hashes.clear()
-            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
-        return all_partitions[hashed % len(all_partitions)]
 
 
 class DeliveryError(Exception):

@@ -264,9 +264,9 @@ class ReadDeadline:
 class LeanAsyncSocket(AsyncSocket):  # type: ignore[misc]
     """engine.io's socket without most of its resting tasks and per-packet tasks.
 
-    - ``poll`` (the websocket writer's wait for packets) bounds its wait with
-      ``asyncio.timeout`` instead of ``asyncio.wait_for``, which wraps the wait in a task of
-      its own plus a future and a callback.
+    - ``poll`` (long-polling's wait for packets) bounds its wait with ``asyncio.timeout``
+      instead of ``asyncio.wait_for``, which wraps the wait in a task of its own plus a
+      future and a callback; the websocket writer waits with no timer at all.
     - The next ping is a timer (``call_later``) instead of a task sleeping through the
       ping interval: when it fires, the PING packet is queued as engine.io's ``_send_ping``
       would (the socket's ``send`` only adds the ping-timeout check, which passes right
@@ -295,10 +295,7 @@ class LeanAsyncSocket(AsyncSocket):  # type: ignore[misc]
 
     async def _write_websocket(self, ws: Any) -> None:
         while True:
-            try:
-                packets = await self.poll()
-            except exceptions.QueueEmpty:
-                break
+            packets = await self._next_packets()
             if not packets:
                 break
             try:
@@ -344,13 +341,22 @@ class LeanAsyncSocket(AsyncSocket):  # type: ignore[misc]
             deadline.cancel()
 
     async def poll(self) -> list[Any]:
-        queue = self.queue
         try:
             async with asyncio.timeout(self.server.ping_interval + self.server.ping_timeout):
-                first = await queue.get()
-            queue.task_done()
+                first = await self.queue.get()
         except (TimeoutError, asyncio.CancelledError):
             raise exceptions.QueueEmpty() from None
+        return self._with_queued(first)
+
+    async def _next_packets(self) -> list[Any]:
+        """The websocket writer's wait, without ``poll``'s timer: the reader ends a silent
+        connection (:class:`ReadDeadline`) and always queues None as its last act."""
+        return self._with_queued(await self.queue.get())
+
+    def _with_queued(self, first: Any) -> list[Any]:
+        """``first`` and the packets queued behind it; [] once the queue says stop (None)."""
+        queue = self.queue
+        queue.task_done()
         if first is None:
             return []
         packets = [first]

@@ -137,18 +137,10 @@ class Gate:
         self._exclusive = 0
         self._changed = asyncio.Condition()
         self._solo = asyncio.Lock()
+        self._shared_entry = _SharedEntry(self)
 
-    @contextlib.asynccontextmanager
-    async def shared(self) -> AsyncIterator[None]:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._exclusive == 0)
-            self._shared += 1
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self._shared -= 1
-                self._changed.notify_all()
+    def shared(self) -> _SharedEntry:
+        return self._shared_entry
 
     @contextlib.asynccontextmanager
     async def exclusive(self, drain: float) -> AsyncIterator[bool]:
@@ -173,3 +165,30 @@ class Gate:
             async with self._changed:
                 self._exclusive -= 1
                 self._changed.notify_all()
+
+
+class _SharedEntry:
+    """``async with gate.shared()``. Every request enters so, and almost always with no
+    exclusive holder: then entry and exit touch only a counter, and the condition (a lock
+    each way) is used only while an exclusive holder is there or waits."""
+
+    __slots__ = ("_gate",)
+
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+
+    async def __aenter__(self) -> None:
+        gate = self._gate
+        if gate._exclusive:
+            async with gate._changed:
+                await gate._changed.wait_for(lambda: gate._exclusive == 0)
+                gate._shared += 1
+        else:
+            gate._shared += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        gate = self._gate
+        gate._shared -= 1
+        if gate._exclusive:  # it waits for the shared holders to leave
+            async with gate._changed:
+                gate._changed.notify_all()

@@ -41,7 +41,12 @@ from platform_runners.settings import RunnerSettings
 from schemas.codec import Codec, CodecError
 from schemas.credentials import CredentialStore
 from schemas.envelopes import JSONDict, Request, RequestKind
-from schemas.kafka_clients import PRODUCER_BATCH_BYTES, client_kwargs, fetch_kwargs
+from schemas.kafka_clients import (
+    PRODUCER_BATCH_BYTES,
+    CachedPartitioner,
+    client_kwargs,
+    fetch_kwargs,
+)
 from schemas.platform_registry import PlatformDescriptor
 from schemas.redis_client import redis_client
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
@@ -131,6 +136,7 @@ class Runner:
             "enable_idempotence": True,
             "max_request_size": MAX_RECORD_BYTES,
             "max_batch_size": PRODUCER_BATCH_BYTES,
+            "partitioner": CachedPartitioner(),
             "linger_ms": 0 if self.settings.transactions else 5,
         }
         if self.settings.transactions:
