@@ -40,7 +40,11 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
         redis, settings.secret, prefix=settings.topic_prefix, ttl=settings.credentials_ttl
     )
     bridge = KafkaBridge(
-        settings, gateway_id=settings.gateway_id, platforms=list(registry.ids()), metrics=metrics
+        settings,
+        gateway_id=settings.gateway_id,
+        platforms=list(registry.ids()),
+        metrics=metrics,
+        linger_ms=settings.produce_linger_ms,
     )
     readiness = Readiness(settings, redis, bridge=bridge)
     sio = LeanSockethubServer(

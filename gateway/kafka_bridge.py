@@ -56,8 +56,10 @@ class KafkaBridge:
         gateway_id: str,
         platforms: list[str],
         metrics: GatewayMetrics,
+        linger_ms: int = 5,
     ) -> None:
         self._settings = settings
+        self._linger_ms = linger_ms
         self.layout = TopicLayout(settings)
         self.reply_topic = self.layout.replies(gateway_id)
         self._platforms = platforms
@@ -92,7 +94,7 @@ class KafkaBridge:
             acks="all",
             enable_idempotence=True,
             max_request_size=MAX_RECORD_BYTES,
-            linger_ms=2,
+            linger_ms=self._linger_ms,
             max_batch_size=PRODUCER_BATCH_BYTES,
             partitioner=CachedPartitioner(),
         )

@@ -30,6 +30,13 @@ class GatewaySettings(CommonSettings):
         description="Negotiate permessage-deflate on websockets (about 40 KiB of zlib state "
         "per connection)",
     )
+    produce_linger_ms: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description="How long the gateway's producer gathers requests into one produce "
+        "request: each costs the broker about as much whatever it carries",
+    )
     request_timeout: float = Field(
         30.0, gt=0, description="Seconds before an unanswered request is answered with an error"
     )

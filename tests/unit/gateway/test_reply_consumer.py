@@ -1,4 +1,5 @@
-"""The gateway's reply consumer survives a record it cannot handle."""
+"""The gateway's Kafka bridge: its reply consumer survives a record it cannot handle, and
+its producer takes the configured linger and retry backoff."""
 
 from __future__ import annotations
 
@@ -49,3 +50,35 @@ async def test_an_exception_in_one_record_does_not_stop_the_rest(
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert seen == [b"bad", b"good"]
+
+
+async def test_the_producer_lingers_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOCKETHUB_PRODUCE_LINGER_MS", "9")
+    settings = GatewaySettings()
+    assert settings.produce_linger_ms == 9
+    assert GatewaySettings.model_fields["produce_linger_ms"].default == 5
+    made: list[dict[str, Any]] = []
+
+    class Recorded(Exception):
+        pass
+
+    def producer(**kwargs: Any) -> None:
+        made.append(kwargs)
+        raise Recorded
+
+    async def no_topics(*_: Any, **__: Any) -> list[str]:
+        return []
+
+    monkeypatch.setattr("gateway.kafka_bridge.ensure_topics", no_topics)
+    monkeypatch.setattr("gateway.kafka_bridge.AIOKafkaProducer", producer)
+    bridge = KafkaBridge(
+        settings,
+        gateway_id="gw",
+        platforms=["dummy"],
+        metrics=GatewayMetrics(),
+        linger_ms=settings.produce_linger_ms,
+    )
+    with pytest.raises(Recorded):
+        await bridge._start()
+    assert made[0]["linger_ms"] == 9
+    assert made[0]["retry_backoff_ms"] == 20

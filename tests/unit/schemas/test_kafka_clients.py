@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.kafka_clients import fetch_kwargs
+from schemas.kafka_clients import client_kwargs, fetch_kwargs
 from schemas.settings import CommonSettings
 
 
@@ -22,4 +22,13 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_rejects_a_negative_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOCKETHUB_KAFKA_FETCH_WAIT_MS", "-1")
     with pytest.raises(ValueError, match="kafka_fetch_wait_ms"):
+        CommonSettings()
+
+
+def test_retry_backoff_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert client_kwargs(CommonSettings())["retry_backoff_ms"] == 20
+    monkeypatch.setenv("SOCKETHUB_KAFKA_RETRY_BACKOFF_MS", "150")
+    assert client_kwargs(CommonSettings())["retry_backoff_ms"] == 150
+    monkeypatch.setenv("SOCKETHUB_KAFKA_RETRY_BACKOFF_MS", "0")
+    with pytest.raises(ValueError, match="kafka_retry_backoff_ms"):
         CommonSettings()
