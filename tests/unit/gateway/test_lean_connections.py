@@ -324,10 +324,7 @@ async def test_a_lean_connection_pings_acks_and_disconnects() -> None:
     sio.on("echo", echo, namespace="/sockethub")
     sio.on("disconnect", disconnect, namespace="/sockethub")
     async with _serving(sio) as url:
-        client = socketio.AsyncClient(reconnection=False)
-        await client.connect(
-            url, socketio_path="sockethub", transports=["websocket"], namespaces=["/sockethub"]
-        )
+        client = await _connected(url, ["websocket"])
         try:
             (eio_socket,) = sio.eio.sockets.values()
             assert type(eio_socket) is LeanAsyncSocket
@@ -358,13 +355,7 @@ async def test_a_connection_upgraded_from_long_polling_keeps_engineio_handshake(
 
     sio.on("echo", echo, namespace="/sockethub")
     async with _serving(sio) as url:
-        client = socketio.AsyncClient(reconnection=False)
-        await client.connect(
-            url,
-            socketio_path="sockethub",
-            transports=["polling", "websocket"],
-            namespaces=["/sockethub"],
-        )
+        client = await _connected(url, ["polling", "websocket"])
         try:
             for _ in range(100):  # the upgrade follows the polling handshake
                 if client.eio.current_transport == "websocket":
@@ -387,16 +378,21 @@ async def test_a_silent_client_is_dropped_after_the_ping_timeout() -> None:
 
     sio.on("disconnect", disconnect, namespace="/sockethub")
     async with _serving(sio) as url:
-        client = socketio.AsyncClient(reconnection=False)
-        await client.connect(
-            url, socketio_path="sockethub", transports=["websocket"], namespaces=["/sockethub"]
-        )
+        client = await _connected(url, ["websocket"])
         try:
             # the client stops answering pings
             client.eio._receive_packet = _ignore_pings(client.eio._receive_packet)
             await asyncio.wait_for(disconnected.wait(), 5)
         finally:
             await client.disconnect()
+
+
+async def _connected(url: str, transports: list[str]) -> socketio.AsyncClient:
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(
+        url, socketio_path="sockethub", transports=transports, namespaces=["/sockethub"]
+    )
+    return client
 
 
 def _ignore_pings(receive: Any) -> Any:
