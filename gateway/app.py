@@ -44,7 +44,6 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
         gateway_id=settings.gateway_id,
         platforms=list(registry.ids()),
         metrics=metrics,
-        linger_ms=settings.produce_linger_ms,
     )
     readiness = Readiness(settings, redis, bridge=bridge)
     sio = LeanSockethubServer(

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from gateway.metrics import GatewayMetrics
+from gateway.settings import GatewaySettings
 from schemas.codec import Codec, CodecError
 from schemas.envelopes import PlatformEvent, Record, Request, Result
 from schemas.kafka_clients import (
@@ -29,7 +30,6 @@ from schemas.kafka_clients import (
     ensure_topics,
     fetch_kwargs,
 )
-from schemas.settings import CommonSettings
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
 
 STOP_TIMEOUT = 10.0
@@ -51,15 +51,13 @@ class DeliveryError(Exception):
 class KafkaBridge:
     def __init__(
         self,
-        settings: CommonSettings,
+        settings: GatewaySettings,
         *,
         gateway_id: str,
         platforms: list[str],
         metrics: GatewayMetrics,
-        linger_ms: int = 5,
     ) -> None:
         self._settings = settings
-        self._linger_ms = linger_ms
         self.layout = TopicLayout(settings)
         self.reply_topic = self.layout.replies(gateway_id)
         self._platforms = platforms
@@ -94,7 +92,7 @@ class KafkaBridge:
             acks="all",
             enable_idempotence=True,
             max_request_size=MAX_RECORD_BYTES,
-            linger_ms=self._linger_ms,
+            linger_ms=self._settings.produce_linger_ms,
             max_batch_size=PRODUCER_BATCH_BYTES,
             partitioner=CachedPartitioner(),
         )

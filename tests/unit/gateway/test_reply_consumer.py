@@ -71,13 +71,7 @@ async def test_the_producer_lingers_as_configured(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr("gateway.kafka_bridge.ensure_topics", no_topics)
     monkeypatch.setattr("gateway.kafka_bridge.AIOKafkaProducer", producer)
-    bridge = KafkaBridge(
-        settings,
-        gateway_id="gw",
-        platforms=["dummy"],
-        metrics=GatewayMetrics(),
-        linger_ms=settings.produce_linger_ms,
-    )
+    bridge = KafkaBridge(settings, gateway_id="gw", platforms=["dummy"], metrics=GatewayMetrics())
     with pytest.raises(Recorded):
         await bridge._start()
     assert made[0]["linger_ms"] == 9
