@@ -21,6 +21,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings
 from gateway.socket_handlers import ProtocolHandlers
 from schemas.credentials import CredentialStore
+from schemas.heap import freeze_startup_heap
 from schemas.platform_registry import PlatformRegistry
 from schemas.redis_client import redis_client
 
@@ -80,6 +81,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
             platforms=list(registry.ids()),
             fingerprint=registry.fingerprint,
         )
+        freeze_startup_heap("gateway")
         try:
             yield
         finally:

@@ -16,6 +16,7 @@ from platform_runners.platform import PlatformFactory
 from platform_runners.registry import UnknownPlatform, load_platform
 from platform_runners.runner import Runner
 from platform_runners.settings import RunnerSettings
+from schemas.heap import freeze_startup_heap
 from schemas.kafka_clients import TopicSetupError, ensure_topics
 from schemas.observability import configure_logging
 from schemas.platform_registry import PlatformDescriptor, PlatformRegistry
@@ -88,6 +89,7 @@ async def _main(
     runner = Runner(settings, factory, descriptor)
     try:
         await runner.start()
+        freeze_startup_heap(f"runner:{descriptor.id}")
         await runner.run(stop)
     except CommitError as exc:
         log.error("runner.fatal", error=str(exc))
