@@ -19,6 +19,11 @@ stops everything it started at the end. Phases, all in one run:
 4. **Fixed load**: open loop at ``--rates`` echoes/s (default: half the 3000/s target) and
    at half the measured saturation; latency from each request's scheduled time to its ack.
 
+Each load phase reports the CPU of the gateway, the runners, Kafka, the clients and the
+whole machine, and the time the hypervisor gave to other guests while this one had work
+(``steal``, from /proc/stat): on a shared host that time shrinks the machine for every
+process at once, so a phase with more than ``STOLEN_CORES_WARN`` of it is marked.
+
 Before the saturation phases, an unmeasured closed-loop warm-up (``--warmup`` seconds, same
 clients, the largest window) lets the broker's JIT and the Python processes warm up; its
 throughput is reported but judged against nothing. A broker started cold spends its first
@@ -61,7 +66,7 @@ import urllib.request
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from benchmarks.measure import cpu_seconds, percentile
+from benchmarks.measure import cpu_seconds, machine_times, percentile
 from schemas.codec import Codec
 from schemas.envelopes import Request, Result
 from schemas.kafka_clients import client_kwargs, ensure_topics
@@ -76,6 +81,9 @@ JS_DIR = Path(__file__).resolve().with_name("js")
 CLIENTS_SCRIPT = JS_DIR / "clients.mjs"
 TARGETS = {"echoes_per_s": 3000.0, "p99_ms_half_load": 50.0, "kafka_fraction": 0.40, "kib": 30.0}
 KAFKA_GATEWAY = "kafka-only"
+STOLEN_CORES_WARN = 0.05
+"""Steal above this (cores, averaged over a phase) marks the phase as measured on a
+machine shared with other guests of the host."""
 
 
 def rss_kib(pid: int) -> int:
@@ -105,14 +113,6 @@ def node_binary() -> str:
 
 def load_average() -> float:
     return os.getloadavg()[0]
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    ticks = os.sysconf("SC_CLK_TCK")
-    idle = values[3] + values[4]
-    return (sum(values) - idle) / ticks, sum(values) / ticks
 
 
 def group_cpu(groups: dict[str, list[int]]) -> dict[str, float]:
@@ -451,7 +451,7 @@ async def load_phase(
     peak = rss_kib(pid)
     task = asyncio.create_task(clients.command(command, command["duration"] + 90))
     await asyncio.sleep(1.0)  # CPU is sampled over the sending window only
-    cpu0, busy0, t0 = group_cpu(groups), machine_busy(), time.perf_counter()
+    cpu0, machine0, t0 = group_cpu(groups), machine_times(), time.perf_counter()
     spies: list[asyncio.subprocess.Process] = []
     if stack.profile and profile:
         targets = [("gateway", pid)] + [("runner", p.pid) for p in stack.runner_procs[:1]]
@@ -479,13 +479,16 @@ async def load_phase(
         if not cpu and time.perf_counter() - t0 >= command["duration"] - 0.5:
             spent = time.perf_counter() - t0
             cpu = {k: round((v - cpu0[k]) / spent, 2) for k, v in group_cpu(groups).items()}
-            busy = machine_busy()
-            cpu["machine"] = round((busy[0] - busy0[0]) / spent, 2)
+            machine = machine_times()
+            cpu["machine"] = round((machine.busy - machine0.busy) / spent, 2)
+            cpu["stolen"] = round((machine.stolen - machine0.stolen) / spent, 2)
     for spy in spies:
         await spy.wait()
     row = summarise(name, task.result(), extra)
     rate = row["echoes_per_s"]
-    per_echo = {k: round(v / rate * 1000.0, 3) for k, v in cpu.items()} if rate else {}
+    per_echo = (
+        {k: round(v / rate * 1000.0, 3) for k, v in cpu.items() if k != "stolen"} if rate else {}
+    )
     row.update(
         gateway_rss_peak_kib=peak,
         cpu_cores=cpu,
@@ -632,10 +635,23 @@ def print_table(report: dict[str, Any]) -> None:
         print()
     groups = ("gateway", "runners", "kafka", "clients", "machine")
     print(f"\nCPU during each phase, cores | ms per echo ({' / '.join(groups)}):")
+    stolen_phases = 0
     for row in report["e2e"]["load"]:
         cores = " / ".join(str(row["cpu_cores"].get(g)) for g in groups)
         per_echo = " / ".join(str(row["cpu_ms_per_echo"].get(g)) for g in groups)
-        print(f"  {row['phase']:<11}{row.get('offered', '')!s:>8}: {cores} | {per_echo}")
+        stolen = row["cpu_cores"].get("stolen", 0.0)
+        mark = "!" if stolen >= STOLEN_CORES_WARN else " "
+        stolen_phases += mark == "!"
+        print(
+            f" {mark}{row['phase']:<11}{row.get('offered', '')!s:>8}: {cores} | {per_echo}"
+            f" | stolen {stolen}"
+        )
+    if stolen_phases:
+        print(
+            f"  ! in the marked phases the hypervisor took {STOLEN_CORES_WARN} cores or more "
+            "from this machine for other guests (steal): they measured a smaller machine; "
+            "compare runs without it"
+        )
     print(f"\n{'target':<36}{'measured':>10}  {'target':<8}  met")
     for v in report["verdicts"]:
         print(
