@@ -7,8 +7,8 @@ import json
 from tests.fixtures.gateway import GatewayProcess
 from tests.fixtures.runners import RunnerProcess
 
-# A gateway or runner holds a few hundred thousand objects once started; far fewer
-# would mean the freeze ran before start-up had finished.
+# A started gateway or runner holds some 70 000-130 000 objects; far fewer would mean
+# the freeze ran before start-up had finished.
 MIN_FROZEN = 50_000
 
 
