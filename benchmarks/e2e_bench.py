@@ -22,7 +22,7 @@ stops everything it started at the end. Phases, all in one run:
 Each load phase reports the CPU of the gateway, the runners, Kafka, the clients and the
 whole machine, and the time the hypervisor gave to other guests while this one had work
 (``steal``, from /proc/stat): on a shared host that time shrinks the machine for every
-process at once, so a phase with more than ``STOLEN_CORES_WARN`` of it is marked.
+process at once, so a phase with ``STOLEN_CORES_WARN`` or more of it is marked.
 
 Before the saturation phases, an unmeasured closed-loop warm-up (``--warmup`` seconds, same
 clients, the largest window) lets the broker's JIT and the Python processes warm up; its
@@ -82,7 +82,7 @@ CLIENTS_SCRIPT = JS_DIR / "clients.mjs"
 TARGETS = {"echoes_per_s": 3000.0, "p99_ms_half_load": 50.0, "kafka_fraction": 0.40, "kib": 30.0}
 KAFKA_GATEWAY = "kafka-only"
 STOLEN_CORES_WARN = 0.05
-"""Steal above this (cores, averaged over a phase) marks the phase as measured on a
+"""Steal of at least this (cores, averaged over a phase) marks the phase as measured on a
 machine shared with other guests of the host."""
 
 
@@ -635,18 +635,19 @@ def print_table(report: dict[str, Any]) -> None:
         print()
     groups = ("gateway", "runners", "kafka", "clients", "machine")
     print(f"\nCPU during each phase, cores | ms per echo ({' / '.join(groups)}):")
-    stolen_phases = 0
+    any_stolen = False
     for row in report["e2e"]["load"]:
         cores = " / ".join(str(row["cpu_cores"].get(g)) for g in groups)
         per_echo = " / ".join(str(row["cpu_ms_per_echo"].get(g)) for g in groups)
         stolen = row["cpu_cores"].get("stolen", 0.0)
-        mark = "!" if stolen >= STOLEN_CORES_WARN else " "
-        stolen_phases += mark == "!"
+        marked = stolen >= STOLEN_CORES_WARN
+        any_stolen = any_stolen or marked
+        mark = "!" if marked else " "
         print(
             f" {mark}{row['phase']:<11}{row.get('offered', '')!s:>8}: {cores} | {per_echo}"
             f" | stolen {stolen}"
         )
-    if stolen_phases:
+    if any_stolen:
         print(
             f"  ! in the marked phases the hypervisor took {STOLEN_CORES_WARN} cores or more "
             "from this machine for other guests (steal): they measured a smaller machine; "
