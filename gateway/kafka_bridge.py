@@ -103,7 +103,11 @@ class KafkaBridge:
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="latest",
-            **fetch_kwargs(self._settings),
+            # Runners commit their answers a transaction at a time, and a read_committed
+            # fetch sees none of them before the commit: min bytes 1 returns at the
+            # commit, not up to kafka_fetch_wait_ms later (at 200/s: p50 46 -> 36 ms,
+            # p99 80 -> 67 ms, with no more broker CPU there or at 1 500/s).
+            **fetch_kwargs(self._settings, min_bytes=self._settings.reply_fetch_min_bytes),
             max_partition_fetch_bytes=MAX_RECORD_BYTES,
         )
         await consumer.start()

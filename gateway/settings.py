@@ -37,6 +37,13 @@ class GatewaySettings(CommonSettings):
         description="How long the gateway's producer gathers requests into one produce "
         "request: each costs the broker about as much whatever it carries",
     )
+    reply_fetch_min_bytes: int = Field(
+        1,
+        ge=1,
+        description="Bytes the reply reader's fetch waits for (up to kafka_fetch_wait_ms). "
+        "Replies become readable a runner transaction at a time, so waiting for more "
+        "only delays them",
+    )
     request_timeout: float = Field(
         30.0, gt=0, description="Seconds before an unanswered request is answered with an error"
     )

@@ -79,15 +79,16 @@ def client_kwargs(settings: CommonSettings) -> dict[str, Any]:
     return kwargs
 
 
-def fetch_kwargs(settings: CommonSettings) -> dict[str, Any]:
+def fetch_kwargs(settings: CommonSettings, *, min_bytes: int | None = None) -> dict[str, Any]:
     """How long and for how much a consumer's fetch waits at the broker.
 
     Each fetch costs a Python client about the same CPU whatever it carries; letting
     the broker gather a few records per fetch halved a runner's CPU per request at a
-    few hundred requests a second, for at most ``kafka_fetch_wait_ms`` more latency."""
+    few hundred requests a second, for at most ``kafka_fetch_wait_ms`` more latency.
+    ``min_bytes`` overrides ``kafka_fetch_min_bytes`` for one consumer."""
     return {
         "fetch_max_wait_ms": settings.kafka_fetch_wait_ms,
-        "fetch_min_bytes": settings.kafka_fetch_min_bytes,
+        "fetch_min_bytes": settings.kafka_fetch_min_bytes if min_bytes is None else min_bytes,
     }
 
 

@@ -47,15 +47,15 @@ class CommonSettings(BaseSettings):
         le=60000,
         description=(
             "Longest the broker holds a consumer's fetch while less than "
-            "kafka_fetch_min_bytes are ready (runners and the gateway's reply reader)"
+            "the fetch's minimum bytes are ready (runners, and the gateway's reply reader)"
         ),
     )
     kafka_fetch_min_bytes: int = Field(
         8192,
         ge=1,
         description=(
-            "Bytes a fetch waits for (up to kafka_fetch_wait_ms): fewer, fuller fetches "
-            "under load; 1 answers every record at once at more CPU per record"
+            "Bytes a runner's fetch waits for (up to kafka_fetch_wait_ms): fewer, fuller "
+            "fetches under load; 1 answers every record at once at more CPU per record"
         ),
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (session state only)")

@@ -76,3 +76,62 @@ async def test_the_producer_lingers_as_configured(monkeypatch: pytest.MonkeyPatc
         await bridge._start()
     assert made[0]["linger_ms"] == 9
     assert made[0]["retry_backoff_ms"] == 20
+
+
+class Recorded(Exception):
+    pass
+
+
+class StartedProducer:
+    def __init__(self, **_: Any) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+async def reply_consumer_kwargs(
+    monkeypatch: pytest.MonkeyPatch, settings: GatewaySettings
+) -> dict[str, Any]:
+    made: list[dict[str, Any]] = []
+
+    def consumer(**kwargs: Any) -> None:
+        made.append(kwargs)
+        raise Recorded
+
+    async def no_topics(*_: Any, **__: Any) -> list[str]:
+        return []
+
+    monkeypatch.setattr("gateway.kafka_bridge.ensure_topics", no_topics)
+    monkeypatch.setattr("gateway.kafka_bridge.AIOKafkaProducer", StartedProducer)
+    monkeypatch.setattr("gateway.kafka_bridge.AIOKafkaConsumer", consumer)
+    bridge = KafkaBridge(settings, gateway_id="gw", platforms=["dummy"], metrics=GatewayMetrics())
+    with pytest.raises(Recorded):
+        await bridge._start()
+    return made[0]
+
+
+async def test_the_reply_reader_fetches_without_waiting_for_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Replies become readable a committed transaction at a time: the reply reader takes
+    them at once, while runners keep gathering kafka_fetch_min_bytes per fetch."""
+    settings = GatewaySettings()
+    kwargs = await reply_consumer_kwargs(monkeypatch, settings)
+    assert kwargs["isolation_level"] == "read_committed"
+    assert kwargs["fetch_min_bytes"] == 1
+    assert settings.kafka_fetch_min_bytes == 8192
+    assert kwargs["fetch_max_wait_ms"] == settings.kafka_fetch_wait_ms
+
+
+async def test_the_reply_readers_fetch_size_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOCKETHUB_REPLY_FETCH_MIN_BYTES", "4096")
+    monkeypatch.setenv("SOCKETHUB_KAFKA_FETCH_MIN_BYTES", "100")
+    kwargs = await reply_consumer_kwargs(monkeypatch, GatewaySettings())
+    assert kwargs["fetch_min_bytes"] == 4096
+    monkeypatch.setenv("SOCKETHUB_REPLY_FETCH_MIN_BYTES", "0")
+    with pytest.raises(ValueError, match="reply_fetch_min_bytes"):
+        GatewaySettings()

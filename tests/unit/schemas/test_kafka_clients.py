@@ -32,3 +32,10 @@ def test_retry_backoff_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOCKETHUB_KAFKA_RETRY_BACKOFF_MS", "0")
     with pytest.raises(ValueError, match="kafka_retry_backoff_ms"):
         CommonSettings()
+
+
+def test_one_consumer_can_override_min_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOCKETHUB_KAFKA_FETCH_MIN_BYTES", "2048")
+    settings = CommonSettings()
+    assert fetch_kwargs(settings, min_bytes=1) == {"fetch_max_wait_ms": 25, "fetch_min_bytes": 1}
+    assert fetch_kwargs(settings)["fetch_min_bytes"] == 2048
