@@ -101,12 +101,6 @@ copied between survivor spaces up to 15 times: at 1 500 echoes/s a collection co
 0.6 instead of 5.6 MB, evacuation took 9 instead of 26 ms, and young pauses went from
 21 to 15 ms (median) and from 30 to 23 ms (longest)."""
 
-BACKGROUND_COMPILER_FLAGS = ("-XX:ThreadPriorityPolicy=1", "-XX:CompilerThreadPriority=19")
-"""The full JIT's optimising compiler still works minutes after start, in bursts of
-300-400 ms at a whole core; on a small shared machine each burst stalled every process
-(the worst latency stalls of a benchmark run, 150-250 ms). At nice 19 it compiles in
-idle time. Linux applies the priority only for root; elsewhere the JVM ignores it."""
-
 
 def new_cluster_id() -> str:
     """A Kafka cluster id: 16 random bytes, URL-safe base64. Like Kafka's own, it never
@@ -179,7 +173,7 @@ class KafkaBroker(LocalService):
     def _java(
         self, libs: Path, main: str, *args: str, heap: str = "256m", quick: bool = True
     ) -> list[str]:
-        jit = ["-XX:TieredStopAtLevel=1"] if quick else list(BACKGROUND_COMPILER_FLAGS)
+        jit = ["-XX:TieredStopAtLevel=1"] if quick else []
         return [
             java_binary(), f"-Xmx{heap}", *GC_FLAGS, *jit,
             "-Djava.awt.headless=true",
