@@ -52,32 +52,6 @@ async def test_an_exception_in_one_record_does_not_stop_the_rest(
     assert seen == [b"bad", b"good"]
 
 
-async def test_the_producer_lingers_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SOCKETHUB_PRODUCE_LINGER_MS", "9")
-    settings = GatewaySettings()
-    assert settings.produce_linger_ms == 9
-    assert GatewaySettings.model_fields["produce_linger_ms"].default == 5
-    made: list[dict[str, Any]] = []
-
-    class Recorded(Exception):
-        pass
-
-    def producer(**kwargs: Any) -> None:
-        made.append(kwargs)
-        raise Recorded
-
-    async def no_topics(*_: Any, **__: Any) -> list[str]:
-        return []
-
-    monkeypatch.setattr("gateway.kafka_bridge.ensure_topics", no_topics)
-    monkeypatch.setattr("gateway.kafka_bridge.AIOKafkaProducer", producer)
-    bridge = KafkaBridge(settings, gateway_id="gw", platforms=["dummy"], metrics=GatewayMetrics())
-    with pytest.raises(Recorded):
-        await bridge._start()
-    assert made[0]["linger_ms"] == 9
-    assert made[0]["retry_backoff_ms"] == 20
-
-
 class Recorded(Exception):
     pass
 
@@ -93,12 +67,14 @@ class StartedProducer:
         pass
 
 
-async def reply_consumer_kwargs(
-    monkeypatch: pytest.MonkeyPatch, settings: GatewaySettings
+async def client_kwargs_at_start(
+    monkeypatch: pytest.MonkeyPatch, settings: GatewaySettings, client: str
 ) -> dict[str, Any]:
+    """The keyword arguments the bridge builds ``client`` (a Kafka client class name) with;
+    the bridge's start stops there."""
     made: list[dict[str, Any]] = []
 
-    def consumer(**kwargs: Any) -> None:
+    def record(**kwargs: Any) -> None:
         made.append(kwargs)
         raise Recorded
 
@@ -107,11 +83,21 @@ async def reply_consumer_kwargs(
 
     monkeypatch.setattr("gateway.kafka_bridge.ensure_topics", no_topics)
     monkeypatch.setattr("gateway.kafka_bridge.AIOKafkaProducer", StartedProducer)
-    monkeypatch.setattr("gateway.kafka_bridge.AIOKafkaConsumer", consumer)
+    monkeypatch.setattr(f"gateway.kafka_bridge.{client}", record)
     bridge = KafkaBridge(settings, gateway_id="gw", platforms=["dummy"], metrics=GatewayMetrics())
     with pytest.raises(Recorded):
         await bridge._start()
     return made[0]
+
+
+async def test_the_producer_lingers_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOCKETHUB_PRODUCE_LINGER_MS", "9")
+    settings = GatewaySettings()
+    assert settings.produce_linger_ms == 9
+    assert GatewaySettings.model_fields["produce_linger_ms"].default == 5
+    kwargs = await client_kwargs_at_start(monkeypatch, settings, "AIOKafkaProducer")
+    assert kwargs["linger_ms"] == 9
+    assert kwargs["retry_backoff_ms"] == 20
 
 
 async def test_the_reply_reader_fetches_without_waiting_for_bytes(
@@ -120,7 +106,7 @@ async def test_the_reply_reader_fetches_without_waiting_for_bytes(
     """Replies become readable a committed transaction at a time: the reply reader takes
     them at once, while runners keep gathering kafka_fetch_min_bytes per fetch."""
     settings = GatewaySettings()
-    kwargs = await reply_consumer_kwargs(monkeypatch, settings)
+    kwargs = await client_kwargs_at_start(monkeypatch, settings, "AIOKafkaConsumer")
     assert kwargs["isolation_level"] == "read_committed"
     assert kwargs["fetch_min_bytes"] == 1
     assert settings.kafka_fetch_min_bytes == 8192
@@ -130,7 +116,7 @@ async def test_the_reply_reader_fetches_without_waiting_for_bytes(
 async def test_the_reply_readers_fetch_size_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOCKETHUB_REPLY_FETCH_MIN_BYTES", "4096")
     monkeypatch.setenv("SOCKETHUB_KAFKA_FETCH_MIN_BYTES", "100")
-    kwargs = await reply_consumer_kwargs(monkeypatch, GatewaySettings())
+    kwargs = await client_kwargs_at_start(monkeypatch, GatewaySettings(), "AIOKafkaConsumer")
     assert kwargs["fetch_min_bytes"] == 4096
     monkeypatch.setenv("SOCKETHUB_REPLY_FETCH_MIN_BYTES", "0")
     with pytest.raises(ValueError, match="reply_fetch_min_bytes"):
