@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
@@ -30,6 +31,7 @@ from schemas.kafka_clients import (
     ensure_topics,
     fetch_kwargs,
 )
+from schemas.record_age import observe_ages
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
 
 STOP_TIMEOUT = 10.0
@@ -201,7 +203,9 @@ class KafkaBridge:
                 log.warning("kafka_consume_failed", error=type(exc).__name__, detail=str(exc))
                 await asyncio.sleep(1)
                 continue
+            now = time.time()
             for records in batches.values():
+                observe_ages(self._metrics.reply_seconds, records, now)
                 for message in records:
                     if message.value is None:
                         continue

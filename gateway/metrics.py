@@ -11,6 +11,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from schemas.record_age import HOP_BUCKETS
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -37,6 +39,13 @@ class GatewayMetrics:
             "From accepting a client's activity to answering its acknowledgement",
             ["platform"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.reply_seconds = Histogram(
+            "sockethub_gateway_reply_seconds",
+            "From a runner producing an answer or event to this gateway reading it from "
+            "Kafka (the producer's record timestamp; includes the runner's transaction)",
+            buckets=HOP_BUCKETS,
             registry=self.registry,
         )
         self.kafka_errors = Counter(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from schemas.record_age import HOP_BUCKETS
+
 REQUESTS = Counter(
     "sockethub_runner_requests_total",
     "Requests finished by a runner, by outcome",
@@ -12,6 +14,13 @@ REQUESTS = Counter(
 """outcome: ok, error, skipped (answered before), dead_letter, abandoned, timeout, control."""
 HANDLE_SECONDS = Histogram(
     "sockethub_runner_handle_seconds", "Time in a platform handler", ["platform", "verb"]
+)
+QUEUE_SECONDS = Histogram(
+    "sockethub_runner_queue_seconds",
+    "From a gateway producing a request to this runner reading it from Kafka "
+    "(the producer's record timestamp)",
+    ["platform"],
+    buckets=HOP_BUCKETS,
 )
 COMMITS = Counter(
     "sockethub_runner_commits_total",

@@ -48,6 +48,7 @@ from schemas.kafka_clients import (
     fetch_kwargs,
 )
 from schemas.platform_registry import PlatformDescriptor
+from schemas.record_age import observe_ages
 from schemas.redis_client import redis_client
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
 
@@ -110,6 +111,7 @@ class Runner:
         self._paused: set[TopicPartition] = set()
         self._routes: dict[str, str] = {}
         self._metric_children: dict[tuple[str, str], Any] = {}
+        self._queue_seconds = metrics.QUEUE_SECONDS.labels(self.platform_id)
         self._told_of_crash: set[str] = set()
         """Sessions already sent the crash notice (once per session and process life)."""
         self.lanes: Lanes[Work] = Lanes(self._process, settings.concurrency)
@@ -194,7 +196,9 @@ class Runner:
                     await self._wait_any(self.lanes.wait_below(self.settings.max_buffered), stop)
                     continue
                 batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                now = time.time()
                 for tp, messages in batch.items():
+                    observe_ages(self._queue_seconds, messages, now)
                     await self._dispatch(tp, messages)
                 self._pause_wide_partitions()
                 metrics.IN_FLIGHT.labels(self.platform_id).set(len(self.lanes))

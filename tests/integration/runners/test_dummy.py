@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.platform_registry import canonical_context
+from sockethub.devstack.processes import free_port
+from tests.fixtures.gateway import fetch
 from tests.fixtures.runners import FakeGateway, RunnerStack, echo_request
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
@@ -16,7 +19,8 @@ async def test_verbs_answer_as_the_spec_says(
     runner_stack: RunnerStack, fake_gateway: FakeGateway
 ) -> None:
     route = runner_stack.reply_topic
-    runner = runner_stack.runner(greeting="Howdy", shutdown_grace=1)
+    metrics_port = free_port()
+    runner = runner_stack.runner(greeting="Howdy", shutdown_grace=1, metrics_port=metrics_port)
     requests = [
         echo_request("s1", 1, verb="echo", reply_route=route),
         echo_request("s1", 2, verb="greet", content="there", reply_route=route),
@@ -47,6 +51,17 @@ async def test_verbs_answer_as_the_spec_says(
     await fake_gateway.settle(1.0)
     assert requests[4].activity_id not in {r.activity_id for r in fake_gateway.results}
     assert runner.alive()
+    # Every request read, with its age since the fake gateway produced it.
+    status, body = await fetch(f"http://127.0.0.1:{metrics_port}/metrics")
+    queued = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+        if sample.labels == {"platform": "dummy"} and "queue_seconds" in sample.name
+    }
+    assert status == 200
+    assert queued["sockethub_runner_queue_seconds_count"] == len(requests)
+    assert 0 < queued["sockethub_runner_queue_seconds_sum"] / len(requests) < 30
     assert runner.terminate() == 0  # SIGTERM with the hang in flight: gives it back, exits 0
 
     # The hang was given back, not crashed on: its next runner gets no crash notice.
