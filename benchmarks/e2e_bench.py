@@ -66,7 +66,13 @@ import urllib.request
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from benchmarks.measure import cpu_seconds, machine_times, percentile
+from benchmarks.measure import (
+    cpu_seconds,
+    histogram_totals,
+    hop_means_ms,
+    machine_times,
+    percentile,
+)
 from schemas.codec import Codec
 from schemas.envelopes import Request, Result
 from schemas.kafka_clients import client_kwargs, ensure_topics
@@ -267,6 +273,7 @@ class Stack:
     port: int = field(default_factory=free_port)
     gateway: subprocess.Popen[bytes] | None = None
     runner_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    runner_metrics_ports: list[int] = field(default_factory=list)
     kafka_pid: int | None = None
     profile: bool = False
 
@@ -304,15 +311,32 @@ class Stack:
             ),
         )
         for n in range(self.runners):
+            self.runner_metrics_ports.append(free_port())
             self.runner_procs.append(
                 spawn(
                     [sys.executable, "-m", "sockethub.cli", "runner", "--platform", "dummy"],
                     log_path=self.work / f"runner-{n}.log",
                     cwd=REPO,
-                    env=self.env(SOCKETHUB_INSTANCE=f"r{n}"),
+                    env=self.env(
+                        SOCKETHUB_INSTANCE=f"r{n}",
+                        SOCKETHUB_METRICS_PORT=str(self.runner_metrics_ports[-1]),
+                    ),
                 )
             )
         self._wait_ready()
+
+    def hop_totals(self) -> dict[str, tuple[float, float]]:
+        """The gateway's and the runners' histograms, (count, sum) added up."""
+        urls = [f"{self.url}/metrics"]
+        urls += [f"http://127.0.0.1:{port}/metrics" for port in self.runner_metrics_ports]
+        totals: dict[str, tuple[float, float]] = {}
+        for url in urls:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                text = response.read().decode()
+            for name, (count, total) in histogram_totals(text).items():
+                count0, total0 = totals.get(name, (0.0, 0.0))
+                totals[name] = (count0 + count, total0 + total)
+        return totals
 
     def _wait_ready(self, timeout: float = 120.0) -> None:
         assert self.gateway is not None
@@ -449,6 +473,7 @@ async def load_phase(
         "clients": clients.pids,
     }
     peak = rss_kib(pid)
+    hops0 = await asyncio.to_thread(stack.hop_totals)
     task = asyncio.create_task(clients.command(command, command["duration"] + 90))
     await asyncio.sleep(1.0)  # CPU is sampled over the sending window only
     cpu0, machine0, t0 = group_cpu(groups), machine_times(), time.perf_counter()
@@ -484,6 +509,7 @@ async def load_phase(
             cpu["stolen"] = round((machine.stolen - machine0.stolen) / spent, 2)
     for spy in spies:
         await spy.wait()
+    hops = hop_means_ms(hops0, await asyncio.to_thread(stack.hop_totals))
     row = summarise(name, task.result(), extra)
     rate = row["echoes_per_s"]
     per_echo = (
@@ -493,6 +519,7 @@ async def load_phase(
         gateway_rss_peak_kib=peak,
         cpu_cores=cpu,
         cpu_ms_per_echo=per_echo,
+        hop_ms=hops,
         load_avg=round(load_average(), 1),
     )
     return row
@@ -652,6 +679,18 @@ def print_table(report: dict[str, Any]) -> None:
             f"  ! in the marked phases the hypervisor took {STOLEN_CORES_WARN} cores or more "
             "from this machine for other guests (steal): they measured a smaller machine; "
             "compare runs without it"
+        )
+    print(
+        "\nMean ms per hop (Prometheus histograms of the gateway and the runners): to runner"
+        " (gateway's producer to the runner's fetch) / to gateway (runner's producer, its"
+        " transaction, to the gateway's reply reader) / gateway (accept to ack) / the rest"
+        " of it (the runner's work and wait for its transaction, the gateway's own work):"
+    )
+    for row in report["e2e"]["load"]:
+        hop = row.get("hop_ms", {})
+        print(
+            f"  {row['phase']:<11}{row.get('offered', '')!s:>8}: "
+            + " / ".join(str(hop.get(k)) for k in ("to_runner", "to_gateway", "gateway", "rest"))
         )
     print(f"\n{'target':<36}{'measured':>10}  {'target':<8}  met")
     for v in report["verdicts"]:
