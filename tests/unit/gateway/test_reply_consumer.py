@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,7 +25,8 @@ class OneBatch:
         if values is None:
             await asyncio.sleep(3600)
             return {}
-        return {"tp": [SimpleNamespace(value=v, headers=()) for v in values]}
+        now_ms = int(time.time() * 1000)
+        return {"tp": [SimpleNamespace(value=v, headers=(), timestamp=now_ms) for v in values]}
 
 
 async def test_an_exception_in_one_record_does_not_stop_the_rest(
