@@ -37,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     add_settings_flags(runner, RunnerSettings)
 
     replay = sub.add_parser("replay", help="print a session's, actor's or platform's history")
-    replay.add_argument("--session", help="only this session id")
+    replay.add_argument(
+        "--session", help="only this session id (write --session=ID when it starts with -)"
+    )
     replay.add_argument("--actor", help="only activities with this actor or target id")
     replay.add_argument("--platform", help="only this platform")
     replay.add_argument(

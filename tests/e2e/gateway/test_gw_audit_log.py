@@ -97,7 +97,7 @@ async def test_replay_shows_the_sessions_requests_and_results(
     sid, answers = await _session(served_gateway)
     env = {**os.environ, **stack_env, "SOCKETHUB_TOPIC_PREFIX": served_gateway.topic_prefix}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sockethub.cli", "replay", "--session", sid, "--format", "json",
+        sys.executable, "-m", "sockethub.cli", "replay", f"--session={sid}", "--format", "json",
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 120)
