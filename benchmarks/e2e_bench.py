@@ -18,6 +18,10 @@ stops everything it started at the end. Phases, all in one run:
    rows show that the machine, not the number of requests in flight, was the limit.
 4. **Fixed load**: open loop at ``--rates`` echoes/s (default: half the 3000/s target) and
    at half the measured saturation; latency from each request's scheduled time to its ack.
+5. **Pipeline floor** (``benchmarks/pipeline_floor.py``): the gateway's own Kafka side,
+   in this process, sends dummy echoes at ``--floor-rate`` straight to the runners and reads
+   their answers as the gateway does, with no Socket.IO front. Its latency is the part of
+   the end-to-end latency no work on the gateway's front can remove.
 
 Each load phase reports the CPU of the gateway, the runners, Kafka, the clients and the
 whole machine, and the time the hypervisor gave to other guests while this one had work
@@ -73,10 +77,12 @@ from benchmarks.measure import (
     machine_times,
     percentile,
 )
+from benchmarks.pipeline_floor import echo_request, pipeline_floor
+from gateway.settings import GatewaySettings
 from schemas.codec import Codec
 from schemas.envelopes import Request, Result
 from schemas.kafka_clients import client_kwargs, ensure_topics
-from schemas.platform_registry import canonical_context
+from schemas.observability import configure_logging
 from schemas.settings import CommonSettings
 from schemas.topics import MAX_RECORD_BYTES, REPLY_PARTITIONS, TopicLayout
 from sockethub.devstack.local import local_services
@@ -133,18 +139,6 @@ def group_cpu(groups: dict[str, list[int]]) -> dict[str, float]:
 
 
 # -- phase 1: Kafka alone ---------------------------------------------------------------
-
-
-def _request(n: int, route: str) -> Request:
-    session = f"k{n % 200}"
-    activity: dict[str, Any] = {
-        "@context": canonical_context("dummy"),
-        "type": "echo",
-        "id": f"{session}-{n}",
-        "actor": {"id": "bench@dummy", "type": "person", "name": "Bench"},
-        "object": {"type": "message", "content": f"hello {n}"},
-    }
-    return Request(session, route, "dummy", "echo", activity, correlation_id=f"{session}-{n}")
 
 
 async def kafka_only(settings: CommonSettings, count: int, window: int) -> dict[str, Any]:
@@ -234,7 +228,7 @@ async def kafka_only(settings: CommonSettings, count: int, window: int) -> dict[
     try:
         for n in range(count):
             await slots.acquire()
-            request = _request(n, route)
+            request = echo_request(n, route)
             value, headers = codec.encode(request)
             sent_at[request.activity_id] = time.perf_counter()
             await producer.send(
@@ -588,7 +582,43 @@ async def end_to_end(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await clients.close()
     out["load"] = rows
+    if args.floor_rate > 0:
+        out["floor"] = await floor_phase(stack, args.floor_rate, args.duration)
     return out
+
+
+async def floor_phase(stack: Stack, rate: float, duration: float) -> dict[str, Any]:
+    """``pipeline_floor`` beside the stack's idle gateway, with the same CPU and hop figures."""
+    settings = GatewaySettings.model_validate(
+        {
+            "kafka_bootstrap": stack.bootstrap,
+            "redis_url": stack.redis_url,
+            "topic_prefix": stack.prefix,
+            "secret": stack.secret,
+            "platforms": "dummy",
+            "log_level": "WARNING",
+        }
+    )
+    configure_logging(settings, process="bench-floor")  # on stderr: --json owns stdout
+    groups = {
+        "floor driver": [os.getpid()],
+        "runners": [p.pid for p in stack.runner_procs],
+        "kafka": [stack.kafka_pid] if stack.kafka_pid else [],
+    }
+    hops0 = await asyncio.to_thread(stack.hop_totals)
+    cpu0, machine0, t0 = group_cpu(groups), machine_times(), time.perf_counter()
+    row = await pipeline_floor(settings, rate, duration)
+    spent = time.perf_counter() - t0
+    cpu = {k: round((v - cpu0[k]) / spent, 2) for k, v in group_cpu(groups).items()}
+    cpu["machine"] = round((machine_times().busy - machine0.busy) / spent, 2)
+    to_runner = hop_means_ms(hops0, await asyncio.to_thread(stack.hop_totals))["to_runner"]
+    to_gateway, mean = row["to_gateway_mean_ms"], row["mean_ms"]
+    rest = None
+    if None not in (to_runner, to_gateway, mean):
+        rest = round(mean - to_runner - to_gateway, 2)
+    hops = {"to_runner": to_runner, "to_gateway": to_gateway, "rest": rest}
+    row.update(cpu_cores=cpu, hop_ms=hops)
+    return row
 
 
 def best_closed(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -692,6 +722,17 @@ def print_table(report: dict[str, Any]) -> None:
             f"  {row['phase']:<11}{row.get('offered', '')!s:>8}: "
             + " / ".join(str(hop.get(k)) for k in ("to_runner", "to_gateway", "gateway", "rest"))
         )
+    floor = report["e2e"].get("floor")
+    if floor:
+        hop = floor["hop_ms"]
+        cores = " / ".join(f"{k} {v}" for k, v in floor["cpu_cores"].items())
+        print(
+            f"\npipeline floor (the gateway's Kafka side in one process, no Socket.IO front) at "
+            f"{floor['offered']:g}/s: {floor['answered']}/{floor['sent']} answered, "
+            f"{floor['wrong']} wrong, {floor['unanswered']} unanswered; p50 {floor['p50_ms']}, "
+            f"p95 {floor['p95_ms']}, p99 {floor['p99_ms']} ms; mean ms to runner / to gateway / "
+            f"the rest: {hop['to_runner']} / {hop['to_gateway']} / {hop['rest']}; cores: {cores}"
+        )
     print(f"\n{'target':<36}{'measured':>10}  {'target':<8}  met")
     for v in report["verdicts"]:
         print(
@@ -720,6 +761,12 @@ def main() -> int:
         "--warmup", type=float, default=90.0, help="seconds of unmeasured closed loop first"
     )
     parser.add_argument("--rates", default="1500", help="fixed offered loads, echoes/s")
+    parser.add_argument(
+        "--floor-rate",
+        type=float,
+        default=1500.0,
+        help="echoes/s for the pipeline floor (the gateway's Kafka side alone; 0 skips it)",
+    )
     parser.add_argument("--idle", default="1000,5000", help="idle connection counts ('' skips)")
     parser.add_argument("--idle-procs", type=int, default=4, help="processes per idle step")
     parser.add_argument("--kafka-count", type=int, default=20000)

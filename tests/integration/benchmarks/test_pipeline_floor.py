@@ -1,0 +1,28 @@
+"""The pipeline floor through a real broker and a real dummy runner."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.pipeline_floor import pipeline_floor
+from gateway.settings import GatewaySettings
+from tests.fixtures.runners import RunnerStack, started_runners
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis]
+
+
+async def test_every_echo_is_answered_and_timed(runner_stack: RunnerStack) -> None:
+    settings = GatewaySettings(
+        kafka_bootstrap=runner_stack.bootstrap,
+        redis_url=runner_stack.redis_url,
+        topic_prefix=runner_stack.prefix,
+        platforms="dummy",
+    )
+    await runner_stack.create_topics()
+    with started_runners(runner_stack, "dummy"):
+        row = await pipeline_floor(settings, rate=40.0, duration=2.0, answer_within=60.0)
+    assert (row["sent"], row["answered"], row["wrong"], row["unanswered"]) == (80, 80, 0, 0)
+    assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+    # Every answer came back through the bridge's reply reader, its hop timed there.
+    assert row["to_gateway_mean_ms"] is not None
+    assert 0 <= row["to_gateway_mean_ms"] <= row["mean_ms"]
