@@ -605,19 +605,26 @@ async def floor_phase(stack: Stack, rate: float, duration: float) -> dict[str, A
         "runners": [p.pid for p in stack.runner_procs],
         "kafka": [stack.kafka_pid] if stack.kafka_pid else [],
     }
-    hops0 = await asyncio.to_thread(stack.hop_totals)
-    cpu0, machine0, t0 = group_cpu(groups), machine_times(), time.perf_counter()
-    row = await pipeline_floor(settings, rate, duration)
-    spent = time.perf_counter() - t0
-    cpu = {k: round((v - cpu0[k]) / spent, 2) for k, v in group_cpu(groups).items()}
-    cpu["machine"] = round((machine_times().busy - machine0.busy) / spent, 2)
-    to_runner = hop_means_ms(hops0, await asyncio.to_thread(stack.hop_totals))["to_runner"]
+    samples: dict[str, tuple[dict[str, float], float, float]] = {}
+    hops: dict[str, dict[str, tuple[float, float]]] = {}
+
+    async def sample(when: str) -> None:
+        samples[when] = (group_cpu(groups), machine_times().busy, time.perf_counter())
+        if when == "start":
+            hops[when] = await asyncio.to_thread(stack.hop_totals)
+
+    row = await pipeline_floor(settings, rate, duration, mark=sample)
+    (cpu0, busy0, t0), (cpu1, busy1, t1) = samples["start"], samples["end"]
+    cpu = {k: round((v - cpu0[k]) / (t1 - t0), 2) for k, v in cpu1.items()}
+    cpu["machine"] = round((busy1 - busy0) / (t1 - t0), 2)
+    to_runner = hop_means_ms(hops["start"], await asyncio.to_thread(stack.hop_totals))["to_runner"]
     to_gateway, mean = row["to_gateway_mean_ms"], row["mean_ms"]
     rest = None
     if None not in (to_runner, to_gateway, mean):
         rest = round(mean - to_runner - to_gateway, 2)
-    hops = {"to_runner": to_runner, "to_gateway": to_gateway, "rest": rest}
-    row.update(cpu_cores=cpu, hop_ms=hops)
+    row.update(
+        cpu_cores=cpu, hop_ms={"to_runner": to_runner, "to_gateway": to_gateway, "rest": rest}
+    )
     return row
 
 

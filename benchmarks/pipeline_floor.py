@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import generate_latest
@@ -25,6 +26,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings
 from schemas.envelopes import Request, Result
 from schemas.platform_registry import canonical_context
+
+REPLY_HISTOGRAM = "sockethub_gateway_reply_seconds"
 
 SESSIONS = 200
 """Distinct session keys, as many as the end-to-end benchmark's clients."""
@@ -49,12 +52,21 @@ def reply_totals(metrics: GatewayMetrics) -> dict[str, tuple[float, float]]:
 
 
 async def pipeline_floor(
-    settings: GatewaySettings, rate: float, duration: float, *, answer_within: float = 60.0
+    settings: GatewaySettings,
+    rate: float,
+    duration: float,
+    *,
+    warmup: float = 5.0,
+    answer_within: float = 60.0,
+    mark: Callable[[str], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
-    """Send ``rate`` echoes/s for ``duration`` s through a ``KafkaBridge``; time each answer.
+    """Send ``rate`` echoes/s through a ``KafkaBridge``, ``warmup`` s unmeasured (its new
+    reply topic and clients settle) and then ``duration`` s measured; time each answer.
 
     Latency runs from handing a request to the bridge to its result's dispatch. Answers
     that are errors, or that do not echo their request, are counted as ``wrong``.
+    ``mark`` is called with ``"start"`` and ``"end"`` around the measured sending, for a
+    caller sampling CPU over the same window.
     """
     metrics = GatewayMetrics()
     bridge = KafkaBridge(
@@ -64,58 +76,70 @@ async def pipeline_floor(
         metrics=metrics,
     )
     await bridge.start()
-    total = int(rate * duration)
+    warm = int(rate * warmup)
+    total = warm + int(rate * duration)
     latencies: list[float] = []
-    wrong = 0
+    answered = wrong = 0
     everything_answered = asyncio.Event()
 
-    def waiter(sent_at: float, content: str) -> ResultHandler:
+    def waiter(n: int, sent_at: float, content: str) -> ResultHandler:
         async def on_result(result: Result) -> None:
-            nonlocal wrong
+            nonlocal answered, wrong
+            answered += 1
             obj = result.activity.get("object")
-            echoed = isinstance(obj, dict) and obj.get("content") == content
-            if result.error is None and echoed:
-                latencies.append((time.perf_counter() - sent_at) * 1000.0)
-            else:
+            if (
+                result.error is not None
+                or not isinstance(obj, dict)
+                or obj.get("content") != content
+            ):
                 wrong += 1
-            if len(latencies) + wrong == total:
+            elif n >= warm:
+                latencies.append((time.perf_counter() - sent_at) * 1000.0)
+            if answered == total:
                 everything_answered.set()
 
         return on_result
 
-    before = reply_totals(metrics)
+    before: dict[str, tuple[float, float]] = {}
     loop = asyncio.get_running_loop()
-    started = loop.time()
+    started = measured_from = loop.time()
     try:
         for n in range(total):
             delay = started + n / rate - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if n == warm:
+                before, measured_from = reply_totals(metrics), loop.time()
+                if mark is not None:
+                    await mark("start")
             request = echo_request(n, bridge.reply_topic)
             content = request.activity["object"]["content"]
-            await bridge.submit(request, request.session_id, waiter(time.perf_counter(), content))
-        sending = loop.time() - started
+            await bridge.submit(
+                request, request.session_id, waiter(n, time.perf_counter(), content)
+            )
+        sending = loop.time() - measured_from
+        if mark is not None:
+            await mark("end")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(everything_answered.wait(), answer_within)
         after = reply_totals(metrics)
     finally:
         await bridge.stop()
-    reply_count = after.get("sockethub_gateway_reply_seconds", (0.0, 0.0))
-    reply_count0 = before.get("sockethub_gateway_reply_seconds", (0.0, 0.0))
-    answers = reply_count[0] - reply_count0[0]
+    count1, sum1 = after.get(REPLY_HISTOGRAM, (0.0, 0.0))
+    count0, sum0 = before.get(REPLY_HISTOGRAM, (0.0, 0.0))
     return {
         "offered": rate,
-        "sent": total,
+        "sent": total - warm,
         "answered": len(latencies),
         "wrong": wrong,
-        "unanswered": total - len(latencies) - wrong,
-        "echoes_per_s": round(total / sending, 1) if sending > 0 else None,
+        "unanswered": total - answered,
+        "echoes_per_s": round((total - warm) / sending, 1) if sending > 0 else None,
         "p50_ms": percentile(latencies, 50),
         "p95_ms": percentile(latencies, 95),
         "p99_ms": percentile(latencies, 99),
         "max_ms": round(max(latencies), 2) if latencies else None,
         "mean_ms": round(sum(latencies) / len(latencies), 2) if latencies else None,
         "to_gateway_mean_ms": (
-            round((reply_count[1] - reply_count0[1]) / answers * 1000.0, 2) if answers else None
+            round((sum1 - sum0) / (count1 - count0) * 1000.0, 2) if count1 > count0 else None
         ),
     }

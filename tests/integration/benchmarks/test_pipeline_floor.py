@@ -18,10 +18,17 @@ async def test_every_echo_is_answered_and_timed(runner_stack: RunnerStack) -> No
         topic_prefix=runner_stack.prefix,
         platforms="dummy",
     )
+    marks: list[str] = []
+
+    async def mark(when: str) -> None:
+        marks.append(when)
+
     await runner_stack.create_topics()
     with started_runners(runner_stack, "dummy"):
-        row = await pipeline_floor(settings, rate=40.0, duration=2.0, answer_within=60.0)
+        row = await pipeline_floor(settings, 40.0, 2.0, warmup=1.0, mark=mark)
+    # 40 warm-up echoes answered but not counted, then 80 measured between the marks.
     assert (row["sent"], row["answered"], row["wrong"], row["unanswered"]) == (80, 80, 0, 0)
+    assert marks == ["start", "end"]
     assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
     # Every answer came back through the bridge's reply reader, its hop timed there.
     assert row["to_gateway_mean_ms"] is not None
