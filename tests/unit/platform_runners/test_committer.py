@@ -1,0 +1,74 @@
+"""The order of a runner's transaction (``platform_runners.committer``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+from platform_runners.attempts import Attempts
+from platform_runners.committer import Committer, Completion, Outgoing
+from platform_runners.offsets import PartitionTracker
+
+REQUESTS = TopicPartition("requests", 0)
+
+
+class RecordingProducer:
+    """Transactional producer calls, in order; each send is acknowledged a little later,
+    as the broker's answer to a produce request would be."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.unacknowledged_at_offsets: int | None = None
+        self._sent: list[asyncio.Future[object]] = []
+
+    async def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    async def send(self, topic: str, value: bytes, **_: Any) -> asyncio.Future[object]:
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.02, future.set_result, None)
+        self._sent.append(future)
+        self.calls.append(f"send {topic}")
+        return future
+
+    async def send_offsets_to_transaction(
+        self, offsets: dict[TopicPartition, OffsetAndMetadata], group_id: str
+    ) -> None:
+        self.unacknowledged_at_offsets = sum(not f.done() for f in self._sent)
+        self.calls.append(f"offsets {group_id} {offsets[REQUESTS].offset}")
+
+    async def commit_transaction(self) -> None:
+        self.calls.append("commit")
+
+    async def abort_transaction(self) -> None:
+        self.calls.append("abort")
+
+
+async def test_answers_are_acknowledged_before_the_offsets_join_the_transaction() -> None:
+    producer = RecordingProducer()
+    tracker = PartitionTracker(committed=0)
+    committer = Committer(
+        platform="dummy",
+        producer=cast(AIOKafkaProducer, producer),
+        consumer=cast(AIOKafkaConsumer, None),
+        group_id="runners",
+        transactional=True,
+        trackers={REQUESTS: tracker},
+        attempts=cast(Attempts, None),
+    )
+    for offset in (0, 1):
+        assert tracker.received(offset)
+        committer.add(Completion(REQUESTS, offset, [Outgoing("replies", b"k", b"answer")]))
+    await committer.flush()
+    assert producer.calls == [
+        "begin",
+        "send replies",
+        "send replies",
+        "offsets runners 2",
+        "commit",
+    ]
+    assert producer.unacknowledged_at_offsets == 0
+    assert tracker.commit_point() is None  # committed through offset 1
