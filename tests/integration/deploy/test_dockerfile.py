@@ -31,7 +31,7 @@ def test_runs_as_a_fixed_non_root_user_from_python_slim() -> None:
     stage = _final_stage()
     assert stage.startswith("python:3.11-slim")
     assert re.search(r"^USER 10001:10001$", stage, re.M)
-    assert stage.index("USER 10001:10001") > stage.index("RUN pip install .")
+    assert stage.index("USER 10001:10001") > stage.index("RUN pip install --no-deps")
     assert 'ENTRYPOINT ["sockethub"]' in stage
     assert "EXPOSE 10550" in stage
 
@@ -67,3 +67,30 @@ def test_dockerignore_keeps_sources_and_drops_local_state() -> None:
         assert source not in ignored
     for state in (".venv", ".sockethub", "**/node_modules", "compose/.env", ".git"):
         assert state in ignored
+
+
+def test_base_images_are_pinned_by_digest() -> None:
+    images = re.findall(r"^FROM\s+(\S+)", DOCKERFILE, re.M)
+    assert len(images) == 2
+    for image in images:
+        assert re.fullmatch(r"[\w.:/-]+@sha256:[0-9a-f]{64}", image), image
+
+
+def test_python_is_the_minor_version_the_lock_was_resolved_for() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    [locked] = re.findall(r"--python-version (\d+\.\d+)", makefile)
+    assert _final_stage().startswith(f"python:{locked}-slim@")
+
+
+def test_dependencies_come_from_the_runtime_lock_with_hashes() -> None:
+    stage = _final_stage()
+    lock = "RUN pip install --require-hashes -r requirements/build.lock " + (
+        "-r requirements/runtime.lock"
+    )
+    assert lock in stage
+    assert "RUN pip install --no-deps --no-build-isolation ." in stage
+    assert stage.index(lock) < stage.index("RUN pip install --no-deps")
+    assert {"requirements/build.lock", "requirements/runtime.lock"} <= set(_copied_sources())
+    for line in stage.splitlines():
+        if line.startswith("RUN pip install"):
+            assert "--require-hashes" in line or "--no-deps" in line, line
