@@ -84,12 +84,12 @@ from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings
 from schemas.codec import Codec
 from schemas.envelopes import Request, Result
-from schemas.kafka_clients import client_kwargs, ensure_topics
-from schemas.observability import configure_logging
-from schemas.settings import CommonSettings
 from schemas.topics import MAX_RECORD_BYTES, REPLY_PARTITIONS, TopicLayout
 from sockethub.devstack.local import local_services
 from sockethub.devstack.processes import free_port, spawn, stop
+from sockethub.runtime.kafka_clients import client_kwargs, ensure_topics
+from sockethub.runtime.observability import configure_logging
+from sockethub.runtime.settings import CommonSettings
 
 REPO = Path(__file__).resolve().parents[1]
 JS_DIR = Path(__file__).resolve().with_name("js")

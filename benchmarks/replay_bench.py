@@ -27,12 +27,12 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.codec import Codec
 from schemas.envelopes import Request, Result
-from schemas.kafka_clients import client_kwargs, ensure_topics
 from schemas.platform_registry import canonical_context
-from schemas.settings import CommonSettings
 from schemas.topics import TopicLayout
 from sockethub.devstack.local import local_services
 from sockethub.replay import Filters, replay
+from sockethub.runtime.kafka_clients import client_kwargs, ensure_topics
+from sockethub.runtime.settings import CommonSettings
 
 SESSIONS = 500
 

@@ -34,11 +34,11 @@ from benchmarks.measure import cpu_seconds, percentile
 from platform_runners.settings import RunnerSettings
 from schemas.codec import Codec
 from schemas.envelopes import Request
-from schemas.kafka_clients import client_kwargs, ensure_topics
 from schemas.platform_registry import canonical_context
 from schemas.topics import REPLY_PARTITIONS, TopicLayout
 from sockethub.devstack.local import local_services
 from sockethub.devstack.processes import spawn, stop
+from sockethub.runtime.kafka_clients import client_kwargs, ensure_topics
 
 GATEWAY = "bench-gw"
 

@@ -20,10 +20,10 @@ from gateway.lean_connections import LeanSockethubServer
 from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings
 from gateway.socket_handlers import ProtocolHandlers
-from schemas.credentials import CredentialStore
-from schemas.heap import freeze_startup_heap
 from schemas.platform_registry import PlatformRegistry
-from schemas.redis_client import redis_client
+from sockethub.runtime.credentials import CredentialStore
+from sockethub.runtime.heap import freeze_startup_heap
+from sockethub.runtime.redis_client import redis_client
 
 log = structlog.get_logger("gateway")
 

@@ -10,8 +10,8 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaClient
 from redis.asyncio import Redis
 
-from schemas.kafka_clients import client_kwargs
-from schemas.settings import CommonSettings
+from sockethub.runtime.kafka_clients import client_kwargs
+from sockethub.runtime.settings import CommonSettings
 
 
 class _Startable(Protocol):

@@ -22,17 +22,18 @@ from aiokafka.errors import KafkaError
 
 from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings
-from schemas.codec import Codec, CodecError
+from schemas.codec import CodecError
 from schemas.envelopes import PlatformEvent, Record, Request, Result
-from schemas.kafka_clients import (
+from schemas.topics import MAX_RECORD_BYTES, TopicLayout
+from sockethub.runtime.codecs import codec_from_settings
+from sockethub.runtime.kafka_clients import (
     PRODUCER_BATCH_BYTES,
     CachedPartitioner,
     client_kwargs,
     ensure_topics,
     fetch_kwargs,
 )
-from schemas.record_age import observe_ages
-from schemas.topics import MAX_RECORD_BYTES, TopicLayout
+from sockethub.runtime.record_age import observe_ages
 
 STOP_TIMEOUT = 10.0
 """Seconds each Kafka client gets to close on shutdown."""
@@ -67,7 +68,7 @@ class KafkaBridge:
         self._request_topics = {p: self.layout.requests(p) for p in platforms}
         self._gateway_id = gateway_id
         self._metrics = metrics
-        self._codec = Codec.from_settings(settings)
+        self._codec = codec_from_settings(settings)
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None

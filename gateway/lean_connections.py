@@ -30,7 +30,7 @@ from engineio import exceptions, packet
 from engineio.async_socket import AsyncSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from gateway.socket_handlers import SockethubServer
+from gateway.transport.socketio_server import SockethubServer
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from schemas.record_age import HOP_BUCKETS
+from sockethub.runtime.record_age import HOP_BUCKETS
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 

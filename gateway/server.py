@@ -7,7 +7,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.lean_connections import LeanWebSocketProtocol
 from gateway.settings import GatewaySettings
-from schemas.observability import configure_logging
+from sockethub.runtime.observability import configure_logging
 
 
 def uvicorn_config(settings: GatewaySettings) -> uvicorn.Config:

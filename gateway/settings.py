@@ -7,7 +7,7 @@ import socket
 
 from pydantic import Field
 
-from schemas.settings import CommonSettings
+from sockethub.runtime.settings import CommonSettings
 
 DEFAULT_ORIGINS = "http://localhost:10550,http://127.0.0.1:10550"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from schemas.record_age import HOP_BUCKETS
+from sockethub.runtime.record_age import HOP_BUCKETS
 
 REQUESTS = Counter(
     "sockethub_runner_requests_total",

@@ -27,8 +27,8 @@ from aiokafka.partitioner import murmur2
 
 from platform_runners.persistent_state import StateStore
 from platform_runners.platform import Context, Emitter, PlatformError
-from schemas.credentials import share_key
 from schemas.envelopes import JSONDict
+from sockethub.runtime.credentials import share_key
 
 log = structlog.get_logger("platform_runners.persistent")
 

@@ -48,9 +48,9 @@ from platform_runners.platform import (
     describe,
 )
 from platform_runners.settings import RunnerSettings
-from schemas.credentials import CredentialStore
 from schemas.envelopes import JSONDict
 from schemas.platform_registry import PlatformDescriptor
+from sockethub.runtime.credentials import CredentialStore
 
 log = structlog.get_logger("platform_runners.persistent_platform")
 

@@ -23,9 +23,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from schemas.envelopes import JSONDict
-from schemas.kafka_clients import client_kwargs
-from schemas.settings import CommonSettings
 from schemas.topics import TopicLayout
+from sockethub.runtime.kafka_clients import client_kwargs
+from sockethub.runtime.settings import CommonSettings
 
 log = structlog.get_logger("platform_runners.persistent_state")
 

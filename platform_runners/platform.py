@@ -54,7 +54,7 @@ class PlatformError(Exception):
 
 
 class CredentialLookup(Protocol):
-    """Reads a session's stored credentials (``schemas.credentials.CredentialStore`` fits)."""
+    """Reads a session's stored credentials (``sockethub.runtime.credentials`` has one)."""
 
     async def get(self, session_id: str, platform: str, actor_id: str) -> JSONDict | None: ...
 

@@ -16,11 +16,11 @@ from platform_runners.platform import PlatformFactory
 from platform_runners.registry import UnknownPlatform, load_platform
 from platform_runners.runner import Runner
 from platform_runners.settings import RunnerSettings
-from schemas.heap import freeze_startup_heap
-from schemas.kafka_clients import TopicSetupError, ensure_topics
-from schemas.observability import configure_logging
 from schemas.platform_registry import PlatformDescriptor, PlatformRegistry
 from schemas.topics import TopicLayout
+from sockethub.runtime.heap import freeze_startup_heap
+from sockethub.runtime.kafka_clients import TopicSetupError, ensure_topics
+from sockethub.runtime.observability import configure_logging
 
 log = structlog.get_logger("platform_runners.process")
 

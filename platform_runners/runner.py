@@ -38,19 +38,20 @@ from platform_runners.platform import (
     describe,
 )
 from platform_runners.settings import RunnerSettings
-from schemas.codec import Codec, CodecError
-from schemas.credentials import CredentialStore
+from schemas.codec import CodecError
 from schemas.envelopes import JSONDict, Request, RequestKind
-from schemas.kafka_clients import (
+from schemas.platform_registry import PlatformDescriptor
+from schemas.topics import MAX_RECORD_BYTES, TopicLayout
+from sockethub.runtime.codecs import codec_from_settings
+from sockethub.runtime.credentials import CredentialStore
+from sockethub.runtime.kafka_clients import (
     PRODUCER_BATCH_BYTES,
     CachedPartitioner,
     client_kwargs,
     fetch_kwargs,
 )
-from schemas.platform_registry import PlatformDescriptor
-from schemas.record_age import observe_ages
-from schemas.redis_client import redis_client
-from schemas.topics import MAX_RECORD_BYTES, TopicLayout
+from sockethub.runtime.record_age import observe_ages
+from sockethub.runtime.redis_client import redis_client
 
 log = structlog.get_logger("platform_runners.runner")
 
@@ -98,7 +99,7 @@ class Runner:
         self.transactional_id = (
             f"{settings.topic_prefix}.runner.{self.platform_id}.{settings.instance}"
         )
-        self.codec = Codec.from_settings(settings)
+        self.codec = codec_from_settings(settings)
         self.answers = Answers(self.codec, self.layout, self.platform_id)
         self.redis = redis_client(settings.redis_url)
         self.attempts = Attempts(self.redis, settings.topic_prefix, self.platform_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from schemas.settings import CommonSettings
+from sockethub.runtime.settings import CommonSettings
 
 
 class RunnerSettings(CommonSettings):

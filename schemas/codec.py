@@ -39,8 +39,7 @@ from schemas.logcrypt import (
     MissingKeyError,
     associated_data,
 )
-from schemas.schema_registry import SchemaRegistryClient, SchemaRegistryError, subject_for
-from schemas.settings import CommonSettings
+from schemas.registry import SchemaRegistry, SchemaRegistryError, subject_for
 
 __all__ = [
     "AVRO_DIR",
@@ -210,11 +209,15 @@ class Codec:
     """
 
     def __init__(
-        self, keyring: KeyRing | None = None, registry: SchemaRegistryClient | None = None
+        self,
+        keyring: KeyRing | None = None,
+        registry: SchemaRegistry | None = None,
+        *,
+        owns_registry: bool = False,
     ) -> None:
         self._keyring = keyring
         self._registry = registry
-        self._owns_registry = False
+        self._owns_registry = owns_registry
         self._write_ids: dict[Kind, bytes] = {}
         self._by_fingerprint: dict[bytes, _Reader] = {}
         self._by_id: dict[int, _Reader] = {}
@@ -228,17 +231,6 @@ class Codec:
             "result": self._result_from,
             "event": self._event_from,
         }
-
-    @classmethod
-    def from_settings(cls, settings: CommonSettings) -> Codec:
-        registry = (
-            SchemaRegistryClient(settings.schema_registry_url)
-            if settings.schema_registry_url
-            else None
-        )
-        codec = cls(KeyRing.from_settings(settings), registry)
-        codec._owns_registry = registry is not None
-        return codec
 
     @property
     def encrypting(self) -> bool:

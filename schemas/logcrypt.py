@@ -24,8 +24,7 @@ from collections.abc import Iterable
 import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from schemas.settings import CommonSettings
+from pydantic import SecretStr
 
 NONCE_BYTES = 12
 _TAG_BYTES = 16
@@ -103,10 +102,11 @@ class KeyRing:
         return cls(keys)
 
     @classmethod
-    def from_settings(cls, settings: CommonSettings) -> KeyRing | None:
-        if settings.log_keys is None or not settings.log_keys.get_secret_value().strip():
+    def from_secret(cls, log_keys: SecretStr | None) -> KeyRing | None:
+        """The ring named by ``SOCKETHUB_LOG_KEYS``, or None when it is unset or blank."""
+        if log_keys is None or not log_keys.get_secret_value().strip():
             return None
-        return cls.parse(settings.log_keys.get_secret_value())
+        return cls.parse(log_keys.get_secret_value())
 
     @property
     def current_key_id(self) -> str:

@@ -17,8 +17,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-from schemas.settings import CommonSettings
+from typing import Protocol
 
 MAX_TOPIC_LENGTH = 249
 REPLY_PARTITIONS = 3
@@ -90,10 +89,19 @@ def _platform(platform: str) -> str:
     return platform
 
 
+class TopicSettings(Protocol):
+    """The deployment settings that shape topic names and configurations."""
+
+    topic_prefix: str
+    request_partitions: int
+    audit_retention_ms: int
+    replication_factor: int
+
+
 class TopicLayout:
     """Topic names and configurations for one deployment (one ``topic_prefix``)."""
 
-    def __init__(self, settings: CommonSettings) -> None:
+    def __init__(self, settings: TopicSettings) -> None:
         prefix = settings.topic_prefix
         validate_topic_name(prefix)
         if prefix.startswith(".") or prefix.endswith("."):

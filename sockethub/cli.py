@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 from gateway.settings import GatewaySettings
 from platform_runners.settings import RunnerSettings
-from schemas.settings import CommonSettings
 from sockethub.devstack.errors import StackError
+from sockethub.runtime.settings import CommonSettings
 from sockethub.settings_cli import add_settings_flags, settings_from_args
 
 

@@ -16,14 +16,14 @@ from pydantic import SecretStr
 
 from gateway.settings import GatewaySettings
 from platform_runners.settings import RunnerSettings
-from schemas.kafka_clients import ensure_topics
-from schemas.observability import configure_logging
-from schemas.settings import ENV_PREFIX, CommonSettings
 from schemas.topics import TopicLayout
 from sockethub.devstack.errors import StackError
 from sockethub.devstack.kafka import KafkaBroker
 from sockethub.devstack.processes import require_free_port
 from sockethub.devstack.redis import RedisServer
+from sockethub.runtime.kafka_clients import ensure_topics
+from sockethub.runtime.observability import configure_logging
+from sockethub.runtime.settings import ENV_PREFIX, CommonSettings
 from sockethub.supervisor import Child, Supervisor, python_cmd
 
 log = structlog.get_logger("sockethub.dev")

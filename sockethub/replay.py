@@ -21,11 +21,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas.codec import Codec, CodecError, MissingKeyError
+from schemas.codec import CodecError, MissingKeyError
 from schemas.envelopes import PlatformEvent, Record, Request, RequestKind, Result
-from schemas.kafka_clients import client_kwargs
-from schemas.settings import CommonSettings
 from schemas.topics import TopicLayout
+from sockethub.runtime.codecs import codec_from_settings
+from sockethub.runtime.kafka_clients import client_kwargs
+from sockethub.runtime.settings import CommonSettings
 
 RecordType = Literal["request", "result", "event", "credentials"]
 RECORD_TYPES: tuple[RecordType, ...] = ("request", "result", "event", "credentials")
@@ -186,7 +187,7 @@ class Replayer:
         self.settings = settings
         self.filters = filters
         self.layout = TopicLayout(settings)
-        self.codec = Codec.from_settings(settings)
+        self.codec = codec_from_settings(settings)
         self.missing_keys: set[str] = set()
         self.undecodable = 0
 

@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from schemas.settings import ENV_PREFIX
 from sockethub.devstack.errors import StackError
+from sockethub.runtime.settings import ENV_PREFIX
 
 S = TypeVar("S", bound=BaseModel)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.settings import GatewaySettings
 from platform_runners.settings import RunnerSettings
-from schemas.settings import CommonSettings
+from sockethub.runtime.settings import CommonSettings
 from sockethub.settings_cli import markdown_rows
 
 HEADER = "| variable | flag | default | meaning |\n|---|---|---|---|"

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from schemas.redis_client import redis_client
+from sockethub.runtime.redis_client import redis_client
 
 pytestmark = [pytest.mark.redis]
 

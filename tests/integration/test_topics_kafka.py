@@ -12,10 +12,10 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from schemas.codec import Codec
 from schemas.envelopes import Request
-from schemas.kafka_clients import TopicSetupError, client_kwargs, ensure_topics
 from schemas.logcrypt import KeyRing
-from schemas.settings import CommonSettings
 from schemas.topics import TopicLayout, TopicSpec
+from sockethub.runtime.kafka_clients import TopicSetupError, client_kwargs, ensure_topics
+from sockethub.runtime.settings import CommonSettings
 
 pytestmark = pytest.mark.kafka
 

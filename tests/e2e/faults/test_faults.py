@@ -26,9 +26,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from schemas.settings import CommonSettings
 from schemas.topics import TopicLayout
 from sockethub.replay import Entry, Filters, Replayer
+from sockethub.runtime.settings import CommonSettings
 from tests.e2e.faults.load import Counts, Load
 from tests.e2e.faults.stack import FaultStack
 from tests.fixtures.gateway import wait_ready

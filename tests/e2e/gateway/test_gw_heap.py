@@ -1,4 +1,4 @@
-"""A started gateway and runner have frozen their start-up heaps (``schemas.heap``)."""
+"""A started gateway and runner have frozen their start-up heaps (``sockethub.runtime.heap``)."""
 
 from __future__ import annotations
 

@@ -17,10 +17,10 @@ from redis.asyncio import Redis
 
 from gateway.settings import GatewaySettings
 from schemas.codec import Codec
-from schemas.credentials import CredentialStore
 from schemas.envelopes import Request, RequestKind
 from schemas.platform_registry import canonical_context
 from schemas.topics import TopicLayout
+from sockethub.runtime.credentials import CredentialStore
 from tests.fixtures.gateway import Client, GatewayFactory, GatewayProcess, dummy
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]

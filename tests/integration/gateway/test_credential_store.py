@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from schemas.credentials import CredentialError, CredentialStore
+from sockethub.runtime.credentials import CredentialError, CredentialStore
 
 pytestmark = pytest.mark.redis
 

@@ -16,12 +16,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import SecretStr
 
-from schemas.codec import Codec
 from schemas.envelopes import PlatformEvent, Record, Request, RequestKind, Result
-from schemas.kafka_clients import ensure_topics
-from schemas.settings import CommonSettings
 from schemas.topics import TopicLayout
 from sockethub.replay import Filters, replay
+from sockethub.runtime.codecs import codec_from_settings
+from sockethub.runtime.kafka_clients import ensure_topics
+from sockethub.runtime.settings import CommonSettings
 
 pytestmark = pytest.mark.kafka
 
@@ -67,7 +67,7 @@ def _history(session: str, actor: str, base: datetime, route: str) -> list[Recor
 
 
 async def _produce(settings: CommonSettings, records: list[tuple[str, Record]]) -> None:
-    codec = Codec.from_settings(settings)
+    codec = codec_from_settings(settings)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
@@ -173,7 +173,7 @@ async def test_redrive_into_another_topic(deployment: tuple[CommonSettings, dict
                                 auto_offset_reset="earliest")  # fmt: skip
     await consumer.start()
     got: list[Record] = []
-    codec = Codec.from_settings(settings)
+    codec = codec_from_settings(settings)
     try:
         while len(got) < 3:
             batch = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), 30)

@@ -12,8 +12,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from schemas.kafka_clients import client_kwargs
 from schemas.platform_registry import canonical_context
+from sockethub.runtime.kafka_clients import client_kwargs
 from tests.fixtures.runners import FakeGateway, RunnerStack, echo_request
 from tests.integration.runners.probe_platform import install
 

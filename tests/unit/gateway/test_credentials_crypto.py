@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from schemas.credentials import (
+from sockethub.runtime.credentials import (
     CredentialError,
     associated_data,
     decrypt,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.socket_handlers import SockethubServer
+from gateway.transport.socketio_server import SockethubServer
 
 
 class Recorder:

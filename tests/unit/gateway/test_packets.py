@@ -128,6 +128,6 @@ def test_plain_texts_read_alike(text: str) -> None:
 
 
 def test_the_gateway_server_sends_sockethub_packets() -> None:
-    from gateway.socket_handlers import SockethubServer
+    from gateway.transport.socketio_server import SockethubServer
 
     assert SockethubServer(async_mode="asgi").packet_class is SockethubPacket

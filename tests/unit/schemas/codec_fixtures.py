@@ -7,7 +7,7 @@ import base64
 
 from schemas.codec import Codec, load_schema
 from schemas.logcrypt import KeyRing
-from schemas.schema_registry import SchemaRegistryClient
+from sockethub.runtime.schema_registry import SchemaRegistryClient
 
 KEY_A = base64.b64encode(bytes(range(32))).decode()
 KEY_B = base64.b64encode(bytes(range(100, 116))).decode()

@@ -21,8 +21,8 @@ from schemas.platform_registry import (
     _type_dispatch,
     canonical_context,
 )
+from tests.unit.gateway.test_validation import activity_like, json_values, platform_activities
 from tests.unit.schemas.activity_strategies import activities
-from tests.unit.schemas.test_validation import activity_like, json_values, platform_activities
 
 REGISTRY = PlatformRegistry(BUILTIN_PLATFORMS, server_version="1.2.3")
 KINDS: tuple[SchemaKind, ...] = ("messages", "credentials")

@@ -6,6 +6,7 @@ import os
 
 import pytest
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from pydantic import SecretStr
 
 from schemas.codec import Codec, load_schema, schema_fingerprint
 from schemas.envelopes import Request, Result
@@ -16,7 +17,6 @@ from schemas.logcrypt import (
     MissingKeyError,
     associated_data,
 )
-from schemas.settings import CommonSettings
 from tests.unit.schemas.codec_fixtures import KEY_A, KEY_B
 
 ACTIVITY = {
@@ -159,9 +159,8 @@ def test_key_material_is_not_in_repr() -> None:
     assert KEY_A not in repr(ring)
 
 
-def test_from_settings() -> None:
-    assert KeyRing.from_settings(CommonSettings(log_keys=None)) is None
-    ring = KeyRing.from_settings(CommonSettings(log_keys=f"a:{KEY_A},b:{KEY_B}"))
+def test_from_secret() -> None:
+    assert KeyRing.from_secret(None) is None
+    assert KeyRing.from_secret(SecretStr("  ")) is None
+    ring = KeyRing.from_secret(SecretStr(f"a:{KEY_A},b:{KEY_B}"))
     assert ring is not None and ring.current_key_id == "b"
-    codec = Codec.from_settings(CommonSettings(log_keys=f"a:{KEY_A}"))
-    assert codec.encrypting

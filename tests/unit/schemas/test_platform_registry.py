@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gateway.validation import validate_message
 from schemas.platform_registry import (
     AS_CONTEXT_URL,
     BUILTIN_PLATFORMS,
@@ -20,7 +21,6 @@ from schemas.platform_registry import (
     is_date_time,
     is_uri,
 )
-from schemas.validation import validate_message
 
 THIRD_PARTY: dict[str, Any] = {
     "id": "mastodon",

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
+from gateway.validation import ActivityError, validate_credentials, validate_message
 from schemas.platform_registry import (
     BUILTIN_PLATFORMS,
     PlatformRegistry,
     base_envelope,
     canonical_context,
 )
-from schemas.validation import ActivityError, validate_credentials, validate_message
 
 JS_DIR = Path(__file__).resolve().parents[2] / "js"
 REGISTRY = PlatformRegistry(BUILTIN_PLATFORMS, server_version="1.2.3")

@@ -6,8 +6,6 @@ import ssl
 import pytest
 from pydantic import SecretStr
 
-from schemas.kafka_clients import client_kwargs
-from schemas.settings import CommonSettings
 from schemas.topics import (
     MAX_TOPIC_LENGTH,
     REPLY_PARTITIONS,
@@ -16,6 +14,8 @@ from schemas.topics import (
     sanitise_gateway_id,
     validate_topic_name,
 )
+from sockethub.runtime.kafka_clients import client_kwargs
+from sockethub.runtime.settings import CommonSettings
 
 SETTINGS = CommonSettings(topic_prefix="shub", request_partitions=12, audit_retention_ms=1234)
 LEGAL = re.compile(r"[A-Za-z0-9._-]{1,249}")

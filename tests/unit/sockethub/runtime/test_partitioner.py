@@ -6,7 +6,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.kafka_clients import CachedPartitioner
+from sockethub.runtime.kafka_clients import CachedPartitioner
 
 CACHED = CachedPartitioner()
 

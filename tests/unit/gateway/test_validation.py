@@ -11,6 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.validation import (
+    MAX_DEPTH,
+    ActivityError,
+    ValidatedActivity,
+    validate_activity_object,
+    validate_credentials,
+    validate_message,
+)
 from schemas.platform_registry import (
     AS_CONTEXT_URL,
     BUILTIN_PLATFORMS,
@@ -18,14 +26,6 @@ from schemas.platform_registry import (
     PlatformRegistry,
     canonical_context,
     context_url,
-)
-from schemas.validation import (
-    MAX_DEPTH,
-    ActivityError,
-    ValidatedActivity,
-    validate_activity_object,
-    validate_credentials,
-    validate_message,
 )
 
 REGISTRY = PlatformRegistry(BUILTIN_PLATFORMS, server_version="1.2.3")

@@ -11,8 +11,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
-from schemas.settings import CommonSettings
 from schemas.topics import TopicSpec
+from sockethub.runtime.settings import CommonSettings
 
 _TOPIC_ALREADY_EXISTS = 36
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from schemas.heap import freeze_startup_heap
+from sockethub.runtime.heap import freeze_startup_heap
 
 
 class Node:

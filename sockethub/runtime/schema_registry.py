@@ -1,8 +1,7 @@
 """A small async client for a Confluent-compatible schema registry.
 
-Subjects follow the record-name strategy: the subject of a schema is its full
-record name (``org.sockethub.v1.Request``), so one subject serves every topic
-that carries that record type (requests, dead letters, the audit topic).
+It implements ``schemas.registry.SchemaRegistry``, the protocol the codec uses; subject
+names and the error type are part of the contract and live there.
 """
 
 from __future__ import annotations
@@ -15,18 +14,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 import orjson
 
+from schemas.registry import SchemaRegistryError, subject_for
+
+__all__ = ["SchemaRegistryClient", "SchemaRegistryError", "subject_for"]
+
 _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
-
-
-class SchemaRegistryError(Exception):
-    """The registry refused a request or could not be reached."""
-
-
-def subject_for(schema: Mapping[str, Any]) -> str:
-    """Record-name strategy: the schema's full name."""
-    name = str(schema["name"])
-    namespace = schema.get("namespace")
-    return name if "." in name or not namespace else f"{namespace}.{name}"
 
 
 def _canonical_json(schema: str | Mapping[str, Any]) -> str:

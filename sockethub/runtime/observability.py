@@ -7,7 +7,7 @@ import sys
 
 import structlog
 
-from schemas.settings import CommonSettings
+from sockethub.runtime.settings import CommonSettings
 
 
 def configure_logging(settings: CommonSettings, *, process: str) -> None:

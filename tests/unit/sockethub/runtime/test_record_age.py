@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from schemas.record_age import HOP_BUCKETS, observe_ages
+from sockethub.runtime.record_age import HOP_BUCKETS, observe_ages
 
 
 @dataclass

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.kafka_clients import client_kwargs, fetch_kwargs
-from schemas.settings import CommonSettings
+from sockethub.runtime.kafka_clients import client_kwargs, fetch_kwargs
+from sockethub.runtime.settings import CommonSettings
 
 
 def test_defaults_gather_records_per_fetch() -> None:

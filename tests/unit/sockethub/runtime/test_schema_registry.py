@@ -9,7 +9,7 @@ import pytest
 
 from schemas.codec import Codec, load_schema
 from schemas.envelopes import Request
-from schemas.schema_registry import SchemaRegistryClient, SchemaRegistryError, subject_for
+from sockethub.runtime.schema_registry import SchemaRegistryClient, SchemaRegistryError, subject_for
 
 
 class FakeRegistry:
@@ -103,17 +103,3 @@ async def test_unreachable_registry() -> None:
     with pytest.raises(SchemaRegistryError, match="unreachable"):
         await registry.get_schema(1)
     await registry.close()
-
-
-async def test_codec_from_settings_uses_the_registry_url() -> None:
-    from schemas.codec import CodecError
-    from schemas.settings import CommonSettings
-
-    codec = Codec.from_settings(
-        CommonSettings(schema_registry_url="http://127.0.0.1:9", log_keys=None)
-    )
-    with pytest.raises(CodecError, match="start"):
-        codec.encode(Request("s", "r", "irc", "join", {"type": "join"}))
-    with pytest.raises(SchemaRegistryError, match="unreachable"):
-        await codec.start()
-    await codec.close()
