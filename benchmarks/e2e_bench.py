@@ -82,11 +82,11 @@ from benchmarks.measure import (
 from benchmarks.pipeline_floor import echo_request, pipeline_floor
 from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings
-from schemas.codec import Codec
 from schemas.envelopes import Request, Result
 from schemas.topics import MAX_RECORD_BYTES, REPLY_PARTITIONS, TopicLayout
 from sockethub.devstack.local import local_services
 from sockethub.devstack.processes import free_port, spawn, stop
+from sockethub.runtime.codecs import codec_from_settings
 from sockethub.runtime.kafka_clients import client_kwargs, ensure_topics
 from sockethub.runtime.observability import configure_logging
 from sockethub.runtime.settings import CommonSettings
@@ -148,7 +148,7 @@ async def kafka_only(settings: CommonSettings, count: int, window: int) -> dict[
     """Request -> consume -> Result -> consume, in one process, ``window`` in flight."""
     layout = TopicLayout(settings)
     await ensure_topics(settings, layout.specs(["dummy"], [KAFKA_GATEWAY]))
-    codec = Codec.from_settings(settings)
+    codec = codec_from_settings(settings)
     await codec.start()
     kwargs = client_kwargs(settings)
     producer = AIOKafkaProducer(

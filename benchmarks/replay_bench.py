@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiokafka import AIOKafkaProducer
 
-from schemas.codec import Codec
 from schemas.envelopes import Request, Result
 from schemas.platform_registry import canonical_context
 from schemas.topics import TopicLayout
 from sockethub.devstack.local import local_services
 from sockethub.replay import Filters, replay
+from sockethub.runtime.codecs import codec_from_settings
 from sockethub.runtime.kafka_clients import client_kwargs, ensure_topics
 from sockethub.runtime.settings import CommonSettings
 
@@ -58,7 +58,7 @@ async def fill(settings: CommonSettings, count: int) -> None:
     layout = TopicLayout(settings)
     await ensure_topics(settings, layout.specs(["dummy"], ["bench-gw"]))
     route = layout.replies("bench-gw")
-    codec = Codec.from_settings(settings)
+    codec = codec_from_settings(settings)
     producer = AIOKafkaProducer(**client_kwargs(settings), acks="all", linger_ms=20,
                                 max_batch_size=512 * 1024)  # fmt: skip
     await producer.start()

@@ -32,12 +32,12 @@ from aiokafka.structs import TopicPartition
 
 from benchmarks.measure import cpu_seconds, percentile
 from platform_runners.settings import RunnerSettings
-from schemas.codec import Codec
 from schemas.envelopes import Request
 from schemas.platform_registry import canonical_context
 from schemas.topics import REPLY_PARTITIONS, TopicLayout
 from sockethub.devstack.local import local_services
 from sockethub.devstack.processes import spawn, stop
+from sockethub.runtime.codecs import codec_from_settings
 from sockethub.runtime.kafka_clients import client_kwargs, ensure_topics
 
 GATEWAY = "bench-gw"
@@ -55,7 +55,7 @@ def _request(session: str, n: int, route: str) -> Request:
 
 
 async def _fill(settings: RunnerSettings, layout: TopicLayout, count: int, sessions: int) -> None:
-    codec = Codec.from_settings(settings)
+    codec = codec_from_settings(settings)
     producer = AIOKafkaProducer(
         **client_kwargs(settings), acks="all", linger_ms=10, max_batch_size=256 * 1024
     )
@@ -122,7 +122,7 @@ async def _fixed_rate(
     settings: RunnerSettings, layout: TopicLayout, args: argparse.Namespace, pid: int
 ) -> dict[str, Any]:
     """Produce at ``args.rate``/s for ``args.duration`` s; runner CPU and answer latencies."""
-    codec = Codec.from_settings(settings)
+    codec = codec_from_settings(settings)
     producer = AIOKafkaProducer(**client_kwargs(settings), acks="all", linger_ms=1)
     await producer.start()
     consumer = await _reply_reader(settings, layout)

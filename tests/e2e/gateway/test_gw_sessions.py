@@ -16,10 +16,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
 from gateway.settings import GatewaySettings
-from schemas.codec import Codec
 from schemas.envelopes import Request, RequestKind
 from schemas.platform_registry import canonical_context
 from schemas.topics import TopicLayout
+from sockethub.runtime.codecs import codec_from_settings
 from sockethub.runtime.credentials import CredentialStore
 from tests.fixtures.gateway import Client, GatewayFactory, GatewayProcess, dummy
 
@@ -36,7 +36,7 @@ class TopicReader:
             kafka_bootstrap=kafka_bootstrap, topic_prefix=gateway.topic_prefix
         )
         self.layout = TopicLayout(self.settings)
-        self.codec = Codec.from_settings(self.settings)
+        self.codec = codec_from_settings(self.settings)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=kafka_bootstrap,
             group_id=None,

@@ -8,8 +8,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from gateway.settings import GatewaySettings
-from schemas.codec import Codec
 from schemas.topics import REPLY_PARTITIONS, TopicLayout
+from sockethub.runtime.codecs import codec_from_settings
 from tests.fixtures.gateway import Client, GatewayFactory, dummy, wait_ready
 from tests.fixtures.runners import RunnerProcess
 
@@ -45,7 +45,7 @@ async def test_each_gateway_gets_only_its_own_sessions_replies(
 
     # On Kafka: each reply topic carries exactly its own gateway's sessions.
     settings = GatewaySettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=shared_gateway_prefix)
-    layout, codec = TopicLayout(settings), Codec.from_settings(settings)
+    layout, codec = TopicLayout(settings), codec_from_settings(settings)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=kafka_bootstrap,
         group_id=None,
