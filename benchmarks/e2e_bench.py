@@ -31,15 +31,14 @@ process at once, so a phase with ``STOLEN_CORES_WARN`` or more of it is marked.
 Before the saturation phases, an unmeasured closed-loop warm-up (``--warmup`` seconds, same
 clients, the largest window) lets the broker's JIT and the Python processes warm up; its
 throughput is reported but judged against nothing. A broker started cold spends its first
-minutes compiling, which a long-running deployment's broker has long finished: on this
-2-core machine Kafka took 0.68 cores at 1 900 echoes/s two minutes after its start, and
-0.24-0.30 cores at 2 750-3 100 echoes/s a few minutes later.
+minutes compiling, which a long-running deployment's broker has long finished; measured
+then, that CPU would be charged to the stack (docs/performance-history.md has the figures).
 
 The clients are Node processes (``benchmarks/js/clients.mjs``, the official
 ``socket.io-client``, websocket transport, acks), driven over stdin/stdout with JSON lines:
-they cost about half (closed loop) to 0.6 (open loop) of the CPU per echo of the
-python-socketio clients they replaced, and they still share the 2 cores with everything
-else, so the figures are what the whole machine does, not the gateway alone.
+they take less CPU per echo than python-socketio clients, CPU the system under test would
+otherwise lack, and they still share the machine with everything else, so the figures are
+what the whole machine does, not the gateway alone.
 ``make bench-e2e`` installs them (``npm ci`` in ``benchmarks/js``); run directly, the
 benchmark needs ``npm ci --prefix benchmarks/js`` once.
 """

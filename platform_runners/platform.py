@@ -33,8 +33,9 @@ from schemas.platform_registry import PlatformDescriptor
 
 
 def json_copy(value: Any) -> Any:
-    """A deep copy of decoded JSON/Avro data (dicts, lists, scalars), several times
-    faster than ``copy.deepcopy``; anything else is handed to ``copy.deepcopy``."""
+    """A deep copy of decoded JSON/Avro data (dicts, lists, scalars), without
+    ``copy.deepcopy``'s memo and per-type dispatch, which such data never needs (no
+    shared or cyclic references); anything else is handed to ``copy.deepcopy``."""
     kind = type(value)
     if kind is dict:
         return {k: json_copy(v) for k, v in value.items()}

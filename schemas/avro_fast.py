@@ -1,7 +1,7 @@
 """Avro binary encoders and decoders generated from our own ``.avsc`` files.
 
-fastavro interprets the schema on every call (about 20 µs for a 21-field
-record); the functions built here are straight-line Python for one schema, and
+fastavro interprets the schema on every call, so every record pays for walking it
+again; the functions built here are straight-line Python for one schema, and
 write the same bytes and read the same values as fastavro's
 ``schemaless_writer``/``schemaless_reader`` (``tests/unit/schemas/test_avro_fast.py``
 checks that with generated records, against the current and the history
