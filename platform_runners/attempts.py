@@ -43,8 +43,7 @@ return #KEYS
 
 class Attempts:
     """Counters for many requests cost one Redis command (a script) per batch, not two
-    commands per request: at a few hundred requests a second the per-command work of
-    the client was a sixth of a runner's CPU."""
+    commands per request: the client's work is per command, not per key."""
 
     def __init__(self, client: Redis, prefix: str, platform: str) -> None:
         self._redis = client

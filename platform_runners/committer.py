@@ -154,10 +154,10 @@ class Committer:
         try:
             delivered = await self._send_all(records)
             if offsets:
-                # Answers first, then the offsets: while AddOffsetsToTxn changes the
-                # transaction's state, the broker's check (KIP-890) of a produce still in
-                # flight fails, and Kafka 4.1 refuses it as NOT_ENOUGH_REPLICAS, retried
-                # after the retry backoff. At 1 500/s one transaction in six waited so.
+                # Answers acknowledged first, then the offsets: while AddOffsetsToTxn
+                # changes the transaction's state, the broker's check (KIP-890) of a
+                # produce still in flight fails, and the broker refuses it as
+                # NOT_ENOUGH_REPLICAS, which costs a retry backoff.
                 await asyncio.gather(*delivered)
                 await self._producer.send_offsets_to_transaction(offsets, self._group_id)
         except BaseException:

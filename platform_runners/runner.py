@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from platform_runners import metrics
@@ -48,6 +49,7 @@ from sockethub.runtime.kafka_clients import (
     PRODUCER_BATCH_BYTES,
     CachedPartitioner,
     client_kwargs,
+    committed_offsets,
     fetch_kwargs,
 )
 from sockethub.runtime.record_age import observe_ages
@@ -59,6 +61,16 @@ ISOLATION_S = 3.0
 """How long a suspect request runs alone before others may run beside it again."""
 TRANSACTION_TIMEOUT_MS = 30000
 RETRY_BASE_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaFactories:
+    """How the runner builds its Kafka clients (called with aiokafka's keyword arguments);
+    the unit tests pass in-process fakes."""
+
+    producer: Callable[..., AIOKafkaProducer] = AIOKafkaProducer
+    consumer: Callable[..., AIOKafkaConsumer] = AIOKafkaConsumer
+    admin: Callable[..., AIOKafkaAdminClient] = AIOKafkaAdminClient
 
 
 @dataclass(eq=False, slots=True)
@@ -90,7 +102,11 @@ class Runner:
         descriptor: PlatformDescriptor,
         *,
         credentials: CredentialLookup | None = None,
+        attempts: Attempts | None = None,
+        kafka: KafkaFactories | None = None,
     ) -> None:
+        """``credentials``, ``attempts`` and ``kafka`` replace the Redis- and Kafka-backed
+        defaults (the unit tests run the runner on fakes)."""
         self.settings = settings
         self.platform_id = descriptor.id
         self.layout = TopicLayout(settings)
@@ -102,7 +118,12 @@ class Runner:
         self.codec = codec_from_settings(settings)
         self.answers = Answers(self.codec, self.layout, self.platform_id)
         self.redis = redis_client(settings.redis_url)
-        self.attempts = Attempts(self.redis, settings.topic_prefix, self.platform_id)
+        self.attempts = (
+            attempts
+            if attempts is not None
+            else Attempts(self.redis, settings.topic_prefix, self.platform_id)
+        )
+        self._kafka = kafka if kafka is not None else KafkaFactories()
         self.credentials = credentials if credentials is not None else self._store(settings)
         self.platform = factory(settings, descriptor, self)
         self.handlers = dict(self.platform.handlers())
@@ -120,6 +141,7 @@ class Runner:
         self.answered = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
         self._committer: Committer | None = None
         self._track_lock = asyncio.Lock()
         self.log = log.bind(platform=self.platform_id, instance=settings.instance)
@@ -145,8 +167,9 @@ class Runner:
         if self.settings.transactions:
             producer_kwargs["transactional_id"] = self.transactional_id
             producer_kwargs["transaction_timeout_ms"] = TRANSACTION_TIMEOUT_MS
-        self._producer = AIOKafkaProducer(**kwargs, **producer_kwargs)
-        self._consumer = AIOKafkaConsumer(
+        self._producer = self._kafka.producer(**kwargs, **producer_kwargs)
+        self._admin = self._kafka.admin(**kwargs)
+        self._consumer = self._kafka.consumer(
             **kwargs,
             group_id=self.group_id,
             enable_auto_commit=False,
@@ -172,6 +195,7 @@ class Runner:
         await self.codec.start()
         await self.platform.start()
         await self._producer.start()  # with a transactional id: fences our previous life
+        await self._admin.start()  # the assignment callback reads committed offsets with it
         self._consumer.subscribe([self.topic], listener=_Listener(self))
         await self._consumer.start()
         self.log.info(
@@ -217,6 +241,9 @@ class Runner:
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 await self._producer.stop()
+        if self._admin is not None:
+            with contextlib.suppress(Exception):
+                await self._admin.close()
         with contextlib.suppress(Exception):
             await self.platform.stop()
         with contextlib.suppress(Exception):
@@ -245,14 +272,19 @@ class Runner:
     # -- partitions ---------------------------------------------------------------------------
 
     async def _track(self, tps: set[TopicPartition]) -> None:
-        assert self._consumer is not None
+        """Start tracking ``tps`` from their committed offsets and the offsets finished above
+        them (the commit metadata): those are skipped, not answered again."""
+        assert self._admin is not None
         async with self._track_lock:
             wanted = [tp for tp in tps if tp not in self.trackers]
             if not wanted:
                 return
-            # The public committed() drops the metadata, which holds the offsets finished
-            # above the commit point.
-            committed = await self._consumer._coordinator.fetch_committed_offsets(wanted)
+            committed = await committed_offsets(
+                self._admin,
+                self.group_id,
+                wanted,
+                retry_backoff_s=self.settings.kafka_retry_backoff_ms / 1000,
+            )
             for tp in wanted:
                 om = committed.get(tp)
                 self.trackers[tp] = (

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner, murmur2
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from schemas.topics import TopicSpec
 from sockethub.runtime.settings import CommonSettings
@@ -18,9 +19,9 @@ _TOPIC_ALREADY_EXISTS = 36
 
 PRODUCER_BATCH_BYTES = 256 * 1024
 """``max_batch_size`` of the gateway's and the runners' producers, per partition. At
-aiokafka's 16 KiB (about 30 requests or 50 answers) a full batch makes every further send
-wait for it to drain, one produce request at a time: a runner's transaction of 150 answers
-went out in about 7 produce requests instead of one."""
+aiokafka's 16 KiB default a full batch makes every further send wait for it to drain, one
+produce request at a time, so a transaction of many answers would need several produce
+requests instead of one."""
 
 
 class TopicSetupError(RuntimeError):
@@ -30,8 +31,8 @@ class TopicSetupError(RuntimeError):
 class CachedPartitioner:
     """aiokafka's default partitioner, with each key's murmur2 hash remembered.
 
-    The hash is pure Python (about 10 µs for a session id), and a session's requests
-    (gateway) and answers (runners) share one key. Same partitions as
+    The hash is pure Python, and a session's requests (gateway) and answers (runners)
+    share one key, so each key is hashed once per process. Same partitions as
     :class:`DefaultPartitioner`.
     """
 
@@ -83,13 +84,43 @@ def fetch_kwargs(settings: CommonSettings, *, min_bytes: int | None = None) -> d
     """How long and for how much a consumer's fetch waits at the broker.
 
     Each fetch costs a Python client about the same CPU whatever it carries; letting
-    the broker gather a few records per fetch halved a runner's CPU per request at a
-    few hundred requests a second, for at most ``kafka_fetch_wait_ms`` more latency.
+    the broker gather a few records per fetch lowers the CPU per request, for at most
+    ``kafka_fetch_wait_ms`` more latency.
     ``min_bytes`` overrides ``kafka_fetch_min_bytes`` for one consumer."""
     return {
         "fetch_max_wait_ms": settings.kafka_fetch_wait_ms,
         "fetch_min_bytes": settings.kafka_fetch_min_bytes if min_bytes is None else min_bytes,
     }
+
+
+async def committed_offsets(
+    admin: AIOKafkaAdminClient,
+    group_id: str,
+    partitions: Collection[TopicPartition],
+    *,
+    retry_backoff_s: float,
+) -> dict[TopicPartition, OffsetAndMetadata]:
+    """The offsets ``group_id`` committed for ``partitions``, with their metadata; a
+    partition without a committed offset is left out.
+
+    The admin client, because the consumer's public ``committed()`` drops the metadata.
+    The broker answers every partition asked for (offset -1 when none is committed)
+    unless the whole group is in error (its coordinator loading or moved), which the
+    admin client does not raise: a reply missing a partition is therefore retried, like
+    a retriable error, until the coordinator answers. Other errors are raised.
+    """
+    wanted = list(dict.fromkeys(partitions))
+    while wanted:
+        try:
+            found = await admin.list_consumer_group_offsets(group_id, partitions=wanted)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+        else:
+            if all(tp in found for tp in wanted):
+                return {tp: found[tp] for tp in wanted if found[tp].offset >= 0}
+        await asyncio.sleep(retry_backoff_s)
+    return {}
 
 
 def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:

@@ -1,0 +1,809 @@
+"""The Runner on in-process fakes: Kafka (a consumer, a transactional producer and an admin
+client over one shared broker state), the attempt counters, the credential store and the
+platform. No broker, no Redis; the same behaviour against the real ones is in
+tests/integration/runners."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pytest
+from aiokafka import ConsumerRecord
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+from platform_runners import runner as runner_module
+from platform_runners.attempts import DONE, Attempts
+from platform_runners.platform import (
+    Context,
+    Emitter,
+    Handler,
+    Platform,
+    PlatformError,
+    TransientError,
+)
+from platform_runners.runner import KafkaFactories, Runner
+from platform_runners.settings import RunnerSettings
+from schemas.codec import Codec
+from schemas.envelopes import JSONDict, PlatformEvent, Record, Request, RequestKind, Result
+from schemas.platform_registry import PlatformDescriptor, PlatformRegistry, canonical_context
+from schemas.topics import TopicLayout
+from sockethub.runtime.codecs import codec_from_settings
+
+REPLIES = "t.replies.gw"
+EXIT_CODE = "137"
+
+# -- Kafka ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sent:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class FakeKafka:
+    """The broker as a runner sees it: the request partitions, the group's committed offsets
+    (with metadata) and the records of committed transactions, shared by every runner."""
+
+    def __init__(self, topic: str, partitions: int) -> None:
+        self.topic = topic
+        self.logs: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {
+            TopicPartition(topic, p): [] for p in range(partitions)
+        }
+        self.committed: dict[TopicPartition, OffsetAndMetadata] = {}
+        self.produced: list[Sent] = []
+        self.consumers: list[FakeConsumer] = []
+        self.offset_fetches = 0
+        self.unavailable = 0
+        """Offset fetches still to answer without partitions, as a broker does while the
+        group's coordinator is loading or has moved."""
+
+    def append(
+        self, partition: int, value: bytes, headers: list[tuple[str, bytes]], key: bytes | None
+    ) -> int:
+        tp = TopicPartition(self.topic, partition)
+        offset = len(self.logs[tp])
+        self.logs[tp].append(
+            ConsumerRecord(
+                topic=self.topic,
+                partition=partition,
+                offset=offset,
+                timestamp=int(time.time() * 1000),
+                timestamp_type=0,
+                key=key,
+                value=value,
+                checksum=None,
+                serialized_key_size=len(key or b""),
+                serialized_value_size=len(value),
+                headers=headers,
+            )
+        )
+        return offset
+
+    def factories(self, owns: set[int] | None = None, batch: int = 500) -> KafkaFactories:
+        def consumer(**_: Any) -> Any:
+            fake = FakeConsumer(self, owns, batch)
+            self.consumers.append(fake)
+            return fake
+
+        return KafkaFactories(
+            producer=lambda **_: cast(Any, FakeProducer(self)),
+            consumer=consumer,
+            admin=lambda **_: cast(Any, FakeAdmin(self)),
+        )
+
+
+class FakeConsumer:
+    """Eager rebalances like aiokafka's: everything is revoked, then the new set assigned."""
+
+    def __init__(self, kafka: FakeKafka, owns: set[int] | None, batch: int) -> None:
+        self.kafka = kafka
+        self.owns = owns
+        self.batch = batch
+        self.listener: ConsumerRebalanceListener | None = None
+        self.assigned: set[TopicPartition] = set()
+        self.positions: dict[TopicPartition, int] = {}
+        self.paused: set[TopicPartition] = set()
+        self.resumed: list[TopicPartition] = []
+
+    def subscribe(self, topics: list[str], listener: ConsumerRebalanceListener) -> None:
+        assert topics == [self.kafka.topic]
+        self.listener = listener
+
+    async def start(self) -> None:
+        owned = self.owns if self.owns is not None else {tp.partition for tp in self.kafka.logs}
+        await self._assign({TopicPartition(self.kafka.topic, p) for p in owned})
+
+    async def stop(self) -> None:
+        pass
+
+    async def _assign(self, tps: set[TopicPartition]) -> None:
+        assert self.listener is not None
+        self.assigned = set(tps)
+        for tp in tps:
+            committed = self.kafka.committed.get(tp)
+            self.positions[tp] = committed.offset if committed else 0
+        await self.listener.on_partitions_assigned(set(tps))
+
+    async def rebalance(self, keep: set[int]) -> None:
+        assert self.listener is not None
+        await self.listener.on_partitions_revoked(set(self.assigned))
+        self.assigned, self.positions, self.paused = set(), {}, set()
+        await self._assign({TopicPartition(self.kafka.topic, p) for p in keep})
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused.update(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused.difference_update(tps)
+        self.resumed.extend(tps)
+
+    async def commit(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
+        self.kafka.committed.update(offsets)
+
+    async def getmany(
+        self, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        budget = min(max_records or self.batch, self.batch)
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+        for tp in sorted(self.assigned, key=lambda tp: tp.partition):
+            if tp in self.paused or budget <= 0:
+                continue
+            position = self.positions[tp]
+            records = self.kafka.logs[tp][position : position + budget]
+            if records:
+                batch[tp] = records
+                self.positions[tp] = position + len(records)
+                budget -= len(records)
+        await asyncio.sleep(0 if batch else 0.005)  # an empty fetch waits at the broker
+        return batch
+
+
+class FakeProducer:
+    """Transactional: a transaction's records and offsets reach the broker state together on
+    commit, and never on abort. Without a transaction, a send is at once acknowledged."""
+
+    def __init__(self, kafka: FakeKafka) -> None:
+        self.kafka = kafka
+        self.open = False
+        self._records: list[Sent] = []
+        self._offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def begin_transaction(self) -> None:
+        assert not self.open
+        self.open = True
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[None]:
+        sent = Sent(topic, key, value, list(headers or []))
+        (self._records if self.open else self.kafka.produced).append(sent)
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        return acked
+
+    async def send_offsets_to_transaction(
+        self, offsets: Mapping[TopicPartition, OffsetAndMetadata], group_id: str
+    ) -> None:
+        assert self.open and group_id.endswith(".runners.dummy")
+        self._offsets.update(offsets)
+
+    async def commit_transaction(self) -> None:
+        assert self.open
+        self.kafka.produced.extend(self._records)
+        self.kafka.committed.update(self._offsets)
+        await self.abort_transaction()
+
+    async def abort_transaction(self) -> None:
+        self.open = False
+        self._records, self._offsets = [], {}
+
+
+class FakeAdmin:
+    def __init__(self, kafka: FakeKafka) -> None:
+        self.kafka = kafka
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def list_consumer_group_offsets(
+        self, group_id: str, partitions: list[TopicPartition] | None = None
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        assert group_id.endswith(".runners.dummy") and partitions
+        self.kafka.offset_fetches += 1
+        if self.kafka.unavailable:
+            self.kafka.unavailable -= 1
+            return {}
+        none = OffsetAndMetadata(-1, "")
+        return {tp: self.kafka.committed.get(tp, none) for tp in partitions}
+
+
+# -- Redis-backed collaborators -------------------------------------------------------------
+
+
+class FakeAttempts:
+    """The attempt counters; they outlive a runner, as Redis does."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.abandoned: list[str] = []
+        self.done_ids: list[str] = []
+
+    async def begin(self, activity_id: str) -> int:
+        self.counts[activity_id] += 1
+        return self.counts[activity_id]
+
+    async def abandon(self, activity_ids: Iterable[str]) -> None:
+        for activity_id in activity_ids:
+            self.counts[activity_id] -= 1
+            self.abandoned.append(activity_id)
+
+    async def done(self, activity_ids: Iterable[str]) -> None:
+        for activity_id in activity_ids:
+            self.counts[activity_id] = DONE
+            self.done_ids.append(activity_id)
+
+    async def last_exit_code(self) -> str:
+        return EXIT_CODE
+
+
+class FakeCredentials:
+    def __init__(self, stored: dict[tuple[str, str, str], JSONDict]) -> None:
+        self.stored = stored
+
+    async def get(self, session_id: str, platform: str, actor_id: str) -> JSONDict | None:
+        return self.stored.get((session_id, platform, actor_id))
+
+
+# -- the platform ---------------------------------------------------------------------------
+
+
+@dataclass
+class Script:
+    """What the probe platform's handlers do and what they saw, shared across runners."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    started: list[str] = field(default_factory=list)
+    attempts: dict[str, int] = field(default_factory=dict)
+    running: Counter[str] = field(default_factory=Counter)
+    most_at_once: int = 0
+    most_per_session: int = 0
+    flaky_failures: int = 0
+    flaky_calls: int = 0
+    assigned: list[set[int]] = field(default_factory=list)
+    revoked: list[set[int]] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+
+
+class Probe(Platform):
+    name = "dummy"
+
+    def __init__(
+        self,
+        settings: RunnerSettings,
+        descriptor: PlatformDescriptor,
+        emitter: Emitter,
+        script: Script,
+    ) -> None:
+        super().__init__(settings, descriptor, emitter)
+        self.script = script
+
+    def handlers(self) -> Mapping[str, Handler]:
+        verbs: dict[str, Callable[[Context], Any]] = {
+            "echo": self.echo,
+            "hold": self.hold,
+            "fail": self.fail,
+            "flaky": self.flaky,
+            "stall": self.stall,
+            "whoami": self.whoami,
+            "announce": self.announce,
+        }
+        return {verb: self._watched(handler) for verb, handler in verbs.items()}
+
+    def _watched(self, handler: Callable[[Context], Any]) -> Handler:
+        async def watched(ctx: Context) -> JSONDict | None:
+            script = self.script
+            script.started.append(str(ctx.request.correlation_id))
+            script.attempts[str(ctx.request.correlation_id)] = ctx.attempt
+            script.running[ctx.session_id] += 1
+            script.most_at_once = max(script.most_at_once, sum(script.running.values()))
+            script.most_per_session = max(script.most_per_session, script.running[ctx.session_id])
+            try:
+                result: JSONDict | None = await handler(ctx)
+                return result
+            finally:
+                script.running[ctx.session_id] -= 1
+
+        return watched
+
+    async def echo(self, ctx: Context) -> JSONDict | None:
+        for _ in range(int(ctx.activity["object"]["content"]) % 4):
+            await asyncio.sleep(0.001)  # unequal work, so that sessions overtake each other
+        return ctx.activity
+
+    async def hold(self, ctx: Context) -> JSONDict | None:
+        await self.script.release.wait()
+        return None
+
+    async def fail(self, ctx: Context) -> JSONDict | None:
+        raise PlatformError("the platform refused")
+
+    async def flaky(self, ctx: Context) -> JSONDict | None:
+        self.script.flaky_calls += 1
+        if self.script.flaky_calls <= self.script.flaky_failures:
+            raise TransientError("try again")
+        return ctx.activity
+
+    async def stall(self, ctx: Context) -> JSONDict | None:
+        await asyncio.sleep(3600)
+        return None
+
+    async def whoami(self, ctx: Context) -> JSONDict | None:
+        credentials = await ctx.credentials()
+        return {"type": "whoami", "object": credentials["object"]}
+
+    async def announce(self, ctx: Context) -> JSONDict | None:
+        assert ctx.emit(ctx.session_id, {"type": "announce", "object": {"content": "hear ye"}})
+        return ctx.activity
+
+    async def session_closed(self, session_id: str) -> None:
+        self.script.closed.append(session_id)
+
+    async def partitions_assigned(self, partitions: set[int]) -> None:
+        self.script.assigned.append(partitions)
+
+    async def partitions_revoked(self, partitions: set[int]) -> None:
+        self.script.revoked.append(partitions)
+
+
+# -- the harness ----------------------------------------------------------------------------
+
+
+@dataclass
+class Running:
+    runner: Runner
+    consumer: FakeConsumer
+    stop_event: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        try:
+            await asyncio.wait_for(self.task, 30)
+        finally:
+            await self.runner.close()
+
+
+class Harness:
+    def __init__(self, **overrides: Any) -> None:
+        values: dict[str, Any] = {
+            "kafka_bootstrap": "127.0.0.1:9",
+            "redis_url": "redis://127.0.0.1:9/0",
+            "schema_registry_url": None,
+            "log_keys": None,
+            "secret": None,
+            "topic_prefix": "t",
+            "request_partitions": 2,
+            "concurrency": 8,
+            "shutdown_grace": 0.2,
+            "kafka_retry_backoff_ms": 1,
+        }
+        values.update(overrides)
+        self.settings = RunnerSettings(**values)
+        layout = TopicLayout(self.settings)
+        self.dead_letters = layout.dead_letters("dummy")
+        self.kafka = FakeKafka(layout.requests("dummy"), self.settings.request_partitions)
+        self.attempts = FakeAttempts()
+        self.credentials = FakeCredentials({})
+        self.script = Script()
+        self.codec: Codec = codec_from_settings(self.settings)
+        descriptor = PlatformRegistry(["dummy"]).get("dummy")
+        assert descriptor is not None
+        self.descriptor = descriptor
+        self.running: list[Running] = []
+
+    def tp(self, partition: int = 0) -> TopicPartition:
+        return TopicPartition(self.kafka.topic, partition)
+
+    def request(
+        self,
+        session: str,
+        n: int,
+        verb: str = "echo",
+        *,
+        partition: int = 0,
+        kind: RequestKind = RequestKind.ACTIVITY,
+    ) -> Request:
+        activity: JSONDict = {
+            "@context": canonical_context("dummy"),
+            "type": verb,
+            "actor": {"id": f"{session}@example", "type": "person"},
+            "object": {"type": "message", "content": str(n)},
+        }
+        request = Request(
+            session_id=session,
+            reply_route=REPLIES,
+            platform="dummy",
+            verb=verb,
+            activity=activity,
+            correlation_id=f"{session}-{n}",
+            kind=kind,
+        )
+        value, headers = self.codec.encode(request)
+        self.kafka.append(partition, value, headers, session.encode())
+        return request
+
+    async def start(self, *, owns: set[int] | None = None, batch: int = 500) -> Running:
+        def factory(
+            settings: RunnerSettings, descriptor: PlatformDescriptor, emitter: Emitter
+        ) -> Platform:
+            return Probe(settings, descriptor, emitter, self.script)
+
+        runner = Runner(
+            self.settings,
+            factory,
+            self.descriptor,
+            credentials=self.credentials,
+            attempts=cast(Attempts, self.attempts),
+            kafka=self.kafka.factories(owns, batch),
+        )
+        await runner.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run(stop))
+        running = Running(runner, self.kafka.consumers[-1], stop, task)
+        self.running.append(running)
+        return running
+
+    async def stop_all(self) -> None:
+        for running in self.running:
+            if not running.task.done():
+                await running.stop()
+
+    def replies(self) -> list[Record]:
+        return [
+            self.codec.decode(s.value, s.headers) for s in self.kafka.produced if s.topic == REPLIES
+        ]
+
+    def results(self) -> list[Result]:
+        return [r for r in self.replies() if isinstance(r, Result)]
+
+    def answered(self) -> list[str]:
+        return [str(r.correlation_id) for r in self.results()]
+
+    def result(self, correlation_id: str) -> Result:
+        (found,) = [r for r in self.results() if r.correlation_id == correlation_id]
+        return found
+
+    def committed(self, partition: int = 0) -> OffsetAndMetadata | None:
+        return self.kafka.committed.get(self.tp(partition))
+
+
+async def eventually(check: Callable[[], bool], within: float = 20.0) -> None:
+    """Wait until ``check()`` holds; generous, for a loaded machine."""
+    async with asyncio.timeout(within):
+        while not check():  # noqa: ASYNC110 - polling the fakes' plain state
+            await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def make(**overrides: Any) -> Harness:
+        made.append(Harness(**overrides))
+        return made[-1]
+
+    yield make
+    for h in made:
+        await h.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module, "RETRY_BASE_S", 0.001)
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+
+async def test_a_request_is_answered_and_its_offset_committed(harness: Any) -> None:
+    h = harness()
+    request = h.request("a", 1)
+    await h.start()
+    await eventually(lambda: h.committed() == OffsetAndMetadata(1, ""))
+    result = h.result("a-1")
+    assert result.activity_id == request.activity_id
+    assert result.error is None
+    assert result.activity["object"] == {"type": "message", "content": "1"}
+    assert result.activity["@context"] == list(canonical_context("dummy"))
+    assert h.kafka.produced[0].key == b"a"
+
+
+async def test_order_within_a_session_while_sessions_run_side_by_side(harness: Any) -> None:
+    h = harness()
+    sent = [
+        h.request(s, n, partition=p) for n in range(12) for s, p in (("a", 0), ("b", 0), ("c", 1))
+    ]
+    await h.start()
+    await eventually(lambda: len(h.results()) == len(sent))
+    for session in "abc":
+        expected = [f"{session}-{n}" for n in range(12)]
+        assert [c for c in h.script.started if c.startswith(session)] == expected
+        assert [c for c in h.answered() if c.startswith(session)] == expected
+    assert h.script.most_per_session == 1
+    assert h.script.most_at_once >= 2
+    await eventually(
+        lambda: (
+            h.committed(0) == OffsetAndMetadata(24, "")
+            and h.committed(1) == OffsetAndMetadata(12, "")
+        )
+    )
+
+
+async def test_failures_become_error_answers(harness: Any) -> None:
+    h = harness(transient_retries=2)
+    h.credentials.stored[("a", "dummy", "a@example")] = {"object": {"type": "credentials"}}
+    h.request("a", 0, "fail")
+    h.request("a", 1, "nope")
+    h.request("a", 2, "whoami")
+    h.request("b", 0, "whoami")
+    h.request("a", 3, "echo")
+    await h.start()
+    await eventually(lambda: len(h.results()) == 5)
+    refused = h.result("a-0")
+    assert refused.error == "Error: the platform refused"
+    assert refused.activity["error"] == refused.error
+    assert refused.activity["type"] == "fail"
+    assert h.result("a-1").error == "Error: nope is not supported by the dummy platform"
+    assert h.result("a-2").activity["object"] == {"type": "credentials"}
+    assert h.result("b-0").error == "Error: credentials not found for dummy:b@example"
+    assert h.result("a-3").error is None
+
+
+async def test_transient_errors_are_retried_then_reported(harness: Any) -> None:
+    h = harness(transient_retries=2)
+    h.script.flaky_failures = 2
+    h.request("a", 0, "flaky")
+    await h.start()
+    await eventually(lambda: len(h.results()) == 1)
+    assert h.result("a-0").error is None
+    assert h.script.flaky_calls == 3
+
+    h.script.flaky_failures = 100
+    h.request("a", 1, "flaky")
+    await eventually(lambda: len(h.results()) == 2)
+    assert h.result("a-1").error == "Error: try again"
+    assert h.script.flaky_calls == 6  # the first call and two retries
+
+
+async def test_the_job_timeout_gives_up_on_a_handler_and_the_session_moves_on(
+    harness: Any,
+) -> None:
+    h = harness(job_timeout=0.2)
+    stalled = h.request("a", 0, "stall")
+    h.request("a", 1, "echo")
+    await h.start()
+    await eventually(lambda: h.committed() == OffsetAndMetadata(2, ""))
+    assert h.answered() == ["a-1"]  # a timed-out request gets no answer
+    assert h.script.started == ["a-0", "a-1"]
+    assert stalled.activity_id not in h.attempts.abandoned  # it counts: it was tried
+
+
+async def test_a_request_seen_again_after_a_crash_is_announced_and_retried(
+    harness: Any,
+) -> None:
+    h = harness(max_attempts=3)
+    suspect = h.request("a", 0, "echo")
+    h.attempts.counts[suspect.activity_id] = 1  # the process died while handling it once
+    await h.start()
+    await eventually(lambda: len(h.results()) == 1)
+    (notice,) = [r for r in h.replies() if isinstance(r, PlatformEvent)]
+    assert notice.session_id == "a"
+    assert notice.error == f"Error: session thread closed unexpectedly: {EXIT_CODE}"
+    assert h.script.attempts["a-0"] == 2
+    assert h.result("a-0").error is None
+
+
+async def test_a_poison_request_is_dead_lettered_after_the_attempt_limit(harness: Any) -> None:
+    h = harness(max_attempts=3)
+    poison = h.request("a", 0, "echo")
+    h.request("a", 1, "echo")
+    h.attempts.counts[poison.activity_id] = 3  # it has ended the process three times
+    await h.start()
+    await eventually(lambda: len(h.results()) == 2 and h.committed() == OffsetAndMetadata(2, ""))
+    assert h.script.started == ["a-1"]  # never handed to the platform again
+    error = h.result("a-0").error
+    assert error == (
+        "Error: request abandoned after 3 attempts: "
+        f"session thread closed unexpectedly: {EXIT_CODE}"
+    )
+    (dead,) = [s for s in h.kafka.produced if s.topic == h.dead_letters]
+    headers = dict(dead.headers)
+    assert headers["sockethub-attempts"] == b"3"
+    assert headers["sockethub-exit-code"] == EXIT_CODE.encode()
+    assert headers["sockethub-source"] == f"{h.kafka.topic}/0/0".encode()
+    dead_request = h.codec.decode(dead.value, dead.headers)
+    assert isinstance(dead_request, Request)
+    assert dead_request.activity_id == poison.activity_id
+    notices = [r for r in h.replies() if isinstance(r, PlatformEvent)]
+    assert len(notices) == 1
+
+
+async def test_an_undecodable_record_is_dead_lettered_as_it_was(harness: Any) -> None:
+    h = harness()
+    h.kafka.append(0, b"not avro", [], b"x")
+    h.request("a", 1)
+    await h.start()
+    await eventually(lambda: h.committed() == OffsetAndMetadata(2, ""))
+    (dead,) = [s for s in h.kafka.produced if s.topic == h.dead_letters]
+    assert dead.value == b"not avro"
+    assert dict(dead.headers)["sockethub-error"].startswith(b"undecodable request")
+    assert h.answered() == ["a-1"]
+
+
+async def test_finished_offsets_above_the_commit_point_are_skipped_after_a_restart(
+    harness: Any,
+) -> None:
+    h = harness()
+    held = h.request("a", 0, "hold")
+    for session in "bcd":
+        h.request(session, 0)
+    first = await h.start()
+    # a-0 holds the commit point; b, c and d finish above it.
+    await eventually(lambda: h.committed() == OffsetAndMetadata(0, "sh1:1-3"))
+    await first.stop()  # gives a-0 back (not a crash)
+    assert h.attempts.abandoned == [held.activity_id]
+    assert sorted(h.answered()) == ["b-0", "c-0", "d-0"]
+
+    h.script.release.set()
+    h.kafka.unavailable = 2  # the coordinator answers the offset fetch on the third try
+    fetches = h.kafka.offset_fetches
+    await h.start()
+    await eventually(lambda: h.committed() == OffsetAndMetadata(4, ""))
+    assert Counter(h.answered()) == {"a-0": 1, "b-0": 1, "c-0": 1, "d-0": 1}
+    assert h.kafka.offset_fetches >= fetches + 3
+    assert h.script.started == ["a-0", "b-0", "c-0", "d-0", "a-0"]
+    assert h.script.attempts["a-0"] == 1  # the give-back was not counted as a crash
+
+
+async def test_partitions_revoked_mid_flight_go_to_the_next_owner_unanswered(
+    harness: Any,
+) -> None:
+    h = harness()
+    held = h.request("a", 0, "hold", partition=0)
+    h.request("a", 1, "echo", partition=0)  # queued behind a-0 in its session's lane
+    h.request("b", 0, "echo", partition=1)
+    first = await h.start()
+    await eventually(lambda: "a-0" in h.script.started and h.answered() == ["b-0"])
+
+    await first.consumer.rebalance(keep={1})
+    assert h.script.revoked == [{0, 1}]
+    assert h.script.assigned == [{0, 1}, {1}]
+    assert h.attempts.abandoned == [held.activity_id]
+    assert h.answered() == ["b-0"]
+    committed = h.committed(0)
+    assert committed is None or committed.offset == 0
+
+    h.script.release.set()
+    await h.start(owns={0})
+    h.request("b", 1, "echo", partition=1)  # still served by the first runner
+    await eventually(lambda: h.committed(0) == OffsetAndMetadata(2, "") and len(h.results()) == 4)
+    assert Counter(h.answered()) == {"a-0": 1, "a-1": 1, "b-0": 1, "b-1": 1}
+    assert h.script.started.count("a-0") == 2 and h.script.started.count("a-1") == 1
+    assert [c for c in h.answered() if c.startswith("a")] == ["a-0", "a-1"]
+
+
+async def test_fetching_waits_while_max_buffered_requests_are_unfinished(harness: Any) -> None:
+    h = harness(max_buffered=2)
+    for session in "abcde":
+        h.request(session, 0, "hold")
+    running = await h.start(batch=1)
+    await eventually(lambda: len(h.script.started) == 2)
+    await asyncio.sleep(0.1)  # room for the run loop to fetch more, if it would
+    assert running.consumer.positions[h.tp()] == 2
+    assert len(h.script.started) == 2
+    h.script.release.set()
+    await eventually(lambda: h.committed() == OffsetAndMetadata(5, ""))
+    assert sorted(h.answered()) == ["a-0", "b-0", "c-0", "d-0", "e-0"]
+
+
+async def test_a_partition_whose_commit_metadata_grows_too_wide_is_paused(
+    harness: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner_module, "PAUSE_METADATA_CHARS", 5)
+    h = harness()
+    h.request("a", 0, "hold")
+    for session in "bcd":
+        h.request(session, 0)
+    running = await h.start()
+    await eventually(lambda: h.tp() in running.consumer.paused)
+    assert h.committed() == OffsetAndMetadata(0, "sh1:1-3")  # wider than the limit of 5
+    h.request("e", 0)
+    await asyncio.sleep(0.05)
+    assert "e-0" not in h.script.started  # not fetched while paused
+
+    h.script.release.set()
+    await eventually(lambda: h.committed() == OffsetAndMetadata(5, ""))
+    assert running.consumer.resumed == [h.tp()]
+    assert sorted(h.answered()) == ["a-0", "b-0", "c-0", "d-0", "e-0"]
+
+
+async def test_a_control_request_reaches_the_platform_and_is_not_answered(harness: Any) -> None:
+    h = harness()
+    h.request("a", 0, "announce")
+    h.request("a", 1, "close", kind=RequestKind.SESSION_CLOSED)
+    await h.start()
+    await eventually(lambda: h.committed() == OffsetAndMetadata(2, ""))
+    assert h.script.closed == ["a"]
+    replies = h.replies()
+    assert [type(r).__name__ for r in replies] == ["PlatformEvent", "Result"]
+    event = replies[0]
+    assert isinstance(event, PlatformEvent) and event.verb == "announce"
+    assert event.reply_route == REPLIES
+
+
+async def test_without_transactions_offsets_are_committed_after_the_answers(
+    harness: Any,
+) -> None:
+    h = harness(transactions=False)
+    sent = [h.request("a", n) for n in range(3)]
+    await h.start()
+    await eventually(lambda: h.committed() == OffsetAndMetadata(3, ""))
+    assert h.answered() == ["a-0", "a-1", "a-2"]
+    await eventually(lambda: len(h.attempts.done_ids) == 3)
+    assert h.attempts.done_ids == [r.activity_id for r in sent]
+
+
+async def test_a_request_already_answered_is_skipped(harness: Any) -> None:
+    h = harness()
+    answered = h.request("a", 0)
+    h.request("a", 1)
+    h.attempts.counts[answered.activity_id] = DONE
+    await h.start()
+    await eventually(lambda: h.committed() == OffsetAndMetadata(2, ""))
+    assert h.answered() == ["a-1"]
+    assert h.script.started == ["a-1"]
+
+
+def test_fakes_cover_what_the_runner_calls() -> None:
+    """The fakes stand in for the real classes: they must offer the methods used on them."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    pairs: list[tuple[type, type, list[str]]] = [
+        (FakeConsumer, AIOKafkaConsumer, ["subscribe", "start", "stop", "getmany",
+                                          "assignment", "pause", "resume", "commit"]),
+        (FakeProducer, AIOKafkaProducer, ["start", "stop", "begin_transaction", "send",
+                                          "send_offsets_to_transaction",
+                                          "commit_transaction", "abort_transaction"]),
+        (FakeAdmin, AIOKafkaAdminClient, ["start", "close", "list_consumer_group_offsets"]),
+        (FakeAttempts, Attempts, ["begin", "abandon", "done", "last_exit_code"]),
+    ]  # fmt: skip
+    for fake, real, methods in pairs:
+        for method in methods:
+            assert hasattr(real, method), (real, method)
+            assert hasattr(fake, method), (fake, method)
