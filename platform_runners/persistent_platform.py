@@ -26,8 +26,6 @@ from collections.abc import Mapping
 from typing import Generic
 
 import structlog
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
 
 from platform_runners.persistent import (
@@ -47,7 +45,7 @@ from platform_runners.platform import (
     PlatformError,
     describe,
 )
-from platform_runners.settings import RunnerSettings
+from platform_runners.settings import PersistentSettings, RunnerSettings
 from schemas.envelopes import JSONDict
 from schemas.platform_registry import PlatformDescriptor
 from sockethub.runtime.credentials import CredentialStore
@@ -55,17 +53,6 @@ from sockethub.runtime.credentials import CredentialStore
 log = structlog.get_logger("platform_runners.persistent_platform")
 
 RESTORED_NOTE = "connection re-established by another runner"
-
-
-class PersistentSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SOCKETHUB_", extra="ignore")
-
-    connection_grace: float = Field(
-        20.0, ge=0, description="Seconds a connection without sessions stays open (15-30 in spec)"
-    )
-    restore_wait: float = Field(
-        60.0, gt=0, description="Seconds a request waits for its connection's restoration"
-    )
 
 
 class PersistentPlatform(Platform, Generic[C]):
@@ -82,7 +69,7 @@ class PersistentPlatform(Platform, Generic[C]):
         options: PersistentSettings | None = None,
     ) -> None:
         super().__init__(settings, descriptor, emitter)
-        self.options = options or PersistentSettings.model_validate({})
+        self.options = options or settings.persistent
         self.store: StateStore = store or KafkaStateStore(settings, descriptor.id)
         self.credential_lookup = credentials
         self._redis: Redis | None = None

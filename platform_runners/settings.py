@@ -1,10 +1,55 @@
-"""The runners' settings (``SOCKETHUB_*`` variables and the same CLI flags)."""
+"""The runners' settings (``SOCKETHUB_*`` variables and the same CLI flags).
+
+The per-platform settings are models of their own inside :class:`RunnerSettings`, each
+with its own variable prefix (``SOCKETHUB_IRC_``, ``SOCKETHUB_XMPP_``); a platform reads
+them from the runner settings it is constructed with, never from the environment.
+"""
 
 from __future__ import annotations
 
 from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from sockethub.runtime.settings import CommonSettings
+from sockethub.runtime.settings import CommonSettings, EnvSettings, from_environment
+
+
+class PersistentSettings(EnvSettings):
+    """Connection pooling of the persistent platforms (IRC, XMPP)."""
+
+    model_config = SettingsConfigDict(env_prefix="SOCKETHUB_", extra="ignore")
+
+    connection_grace: float = Field(
+        20.0, ge=0, description="Seconds a connection without sessions stays open (15-30 in spec)"
+    )
+    restore_wait: float = Field(
+        60.0, gt=0, description="Seconds a request waits for its connection's restoration"
+    )
+
+
+class IrcSettings(EnvSettings):
+    """The ``irc`` platform."""
+
+    model_config = SettingsConfigDict(env_prefix="SOCKETHUB_IRC_", extra="ignore")
+
+    tls_verify: bool = Field(True, description="Verify IRC servers' TLS certificates")
+    ca_file: str | None = Field(None, description="CA bundle for IRC TLS (default: the system's)")
+    reconnect_window: float = Field(
+        60.0, ge=0, description="Seconds to keep reconnecting after an IRC server went away"
+    )
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait for an IRC server's answer")
+
+
+class XmppSettings(EnvSettings):
+    """The ``xmpp`` platform."""
+
+    model_config = SettingsConfigDict(env_prefix="SOCKETHUB_XMPP_", extra="ignore")
+
+    tls_verify: bool = Field(True, description="Verify XMPP servers' TLS certificates")
+    ca_file: str | None = Field(None, description="CA bundle for XMPP TLS (default: the system's)")
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait for an XMPP server's answer")
+    reconnect_window: float = Field(
+        60.0, ge=0, description="Seconds to keep reconnecting after an XMPP server went away"
+    )
 
 
 class RunnerSettings(CommonSettings):
@@ -46,4 +91,14 @@ class RunnerSettings(CommonSettings):
     )
     metrics_port: int | None = Field(
         None, description="Serve Prometheus metrics on this port (127.0.0.1) when set"
+    )
+    persistent: PersistentSettings = Field(
+        default_factory=lambda: from_environment(PersistentSettings),
+        description="Persistent connections (IRC and XMPP)",
+    )
+    irc: IrcSettings = Field(
+        default_factory=lambda: from_environment(IrcSettings), description="The irc platform"
+    )
+    xmpp: XmppSettings = Field(
+        default_factory=lambda: from_environment(XmppSettings), description="The xmpp platform"
     )

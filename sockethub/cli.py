@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib import metadata
+
+import structlog
 
 from gateway.settings import GatewaySettings
 from platform_runners.settings import RunnerSettings
 from sockethub.devstack.errors import StackError
+from sockethub.preflight import check_services
+from sockethub.runtime.observability import configure_logging
 from sockethub.runtime.settings import CommonSettings
-from sockethub.settings_cli import add_settings_flags, settings_from_args
+from sockethub.settings_cli import add_settings_flags, settings_from_args, unknown_variable_report
+
+DISTRIBUTION = "sockethub-kafka"
+
+log = structlog.get_logger("sockethub.cli")
+
+
+def version() -> str:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sockethub", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="start Kafka, Redis, the gateway and every runner")
@@ -77,12 +95,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _start(
+    settings: CommonSettings, process: str, *, kafka: bool = True, redis: bool = True
+) -> None:
+    """Logging first (so the warning below is in the process's format), then the
+    unknown-variable warning, then whether the services it needs accept connections."""
+    configure_logging(settings, process=process)
+    unknown = unknown_variable_report(os.environ)
+    if unknown:
+        log.warning("unknown SOCKETHUB_ variables, ignored", variables=unknown)
+    check_services(
+        kafka=settings.kafka_bootstrap if kafka else None,
+        redis=settings.redis_url if redis else None,
+    )
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "dev":
         from sockethub.dev import DevPorts, run_dev
 
+        dev_settings = settings_from_args(GatewaySettings, args)
+        # dev starts its own Kafka and Redis unless told where they are
+        given = dev_settings.model_fields_set
+        _start(dev_settings, "dev", kafka="kafka_bootstrap" in given, redis="redis_url" in given)
         return run_dev(
-            settings_from_args(GatewaySettings, args),
+            dev_settings,
             state_dir=args.state_dir,
             ports=DevPorts(args.kafka_port, args.kafka_controller_port, args.redis_port),
         )
@@ -94,12 +131,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "gateway":
         from gateway.server import serve
 
-        serve(settings_from_args(GatewaySettings, args))
+        gateway_settings = settings_from_args(GatewaySettings, args)
+        _start(gateway_settings, "gateway")
+        serve(gateway_settings)
         return 0
     if args.command == "runner":
         from platform_runners.process import run_runner
+        from platform_runners.registry import known_platforms
 
-        return run_runner(settings_from_args(RunnerSettings, args), args.platform)
+        runner_settings = settings_from_args(RunnerSettings, args)
+        # an unknown platform is a usage error (exit 2) whatever the services' state
+        usable = args.platform in known_platforms()
+        _start(runner_settings, f"runner:{args.platform}", kafka=usable, redis=usable)
+        return run_runner(runner_settings, args.platform)
     if args.command == "replay":
         from sockethub.replay import RECORD_TYPES, Filters, run
 
@@ -107,12 +151,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             session=args.session, actor=args.actor, platform=args.platform,
             types=frozenset(args.types or RECORD_TYPES), since=args.since, until=args.until,
         )  # fmt: skip
-        return run(settings_from_args(CommonSettings, args), filters, fmt=args.format,
-                   follow=args.follow, to_topic=args.to_topic)  # fmt: skip
+        replay_settings = settings_from_args(CommonSettings, args)
+        _start(replay_settings, "replay", redis=False)
+        return run(replay_settings, filters, fmt=args.format, follow=args.follow,
+                   to_topic=args.to_topic)  # fmt: skip
     if args.command == "runners":
         from sockethub.dev import run_runners
 
-        return run_runners(settings_from_args(RunnerSettings, args))
+        runners_settings = settings_from_args(RunnerSettings, args)
+        _start(runners_settings, "runners")
+        return run_runners(runners_settings)
     raise AssertionError(args.command)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import structlog
 from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 
 from gateway.settings import GatewaySettings
 from platform_runners.settings import RunnerSettings
@@ -23,22 +24,45 @@ from sockethub.devstack.processes import require_free_port
 from sockethub.devstack.redis import RedisServer
 from sockethub.runtime.kafka_clients import ensure_topics
 from sockethub.runtime.observability import configure_logging
-from sockethub.runtime.settings import ENV_PREFIX, CommonSettings
+from sockethub.runtime.settings import (
+    FILE_SUFFIX,
+    CommonSettings,
+    env_prefix,
+    nested_models,
+    read_secret_file,
+)
 from sockethub.supervisor import Child, Supervisor, python_cmd
 
 log = structlog.get_logger("sockethub.dev")
 
 
-def _export(settings: CommonSettings) -> None:
-    """Children read their settings from the environment: pass on what flags set."""
+def _export(settings: BaseSettings) -> None:
+    """Children read their settings from the environment: pass on what flags set.
+
+    A secret read from a ``_FILE`` stays there (the children read the same file) unless a
+    flag replaced it: then the flag's value goes to the children instead of the file."""
+    prefix = env_prefix(type(settings))
+    nested = nested_models(type(settings))
     for name in settings.model_fields_set:
         value = getattr(settings, name)
+        if name in nested:
+            _export(value)
+            continue
         if value is None:
             continue
-        text = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-        if isinstance(text, bool):
-            text = "true" if text else "false"
-        os.environ[f"{ENV_PREFIX}{name.upper()}"] = str(text)
+        variable = f"{prefix}{name.upper()}"
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+            path = os.environ.get(variable + FILE_SUFFIX)
+            if path is not None:
+                if read_secret_file(variable + FILE_SUFFIX, path) == text:
+                    continue
+                del os.environ[variable + FILE_SUFFIX]
+            os.environ[variable] = text
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        os.environ[variable] = str(value)
 
 
 def _announce_when_up(settings: GatewaySettings, sup: Supervisor) -> None:

@@ -20,10 +20,12 @@ from typing import Any, Literal, TextIO
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
 
 from schemas.codec import CodecError, MissingKeyError
 from schemas.envelopes import PlatformEvent, Record, Request, RequestKind, Result
 from schemas.topics import TopicLayout
+from sockethub.devstack.errors import StackError
 from sockethub.runtime.codecs import codec_from_settings
 from sockethub.runtime.kafka_clients import client_kwargs
 from sockethub.runtime.settings import CommonSettings
@@ -228,7 +230,11 @@ class Replayer:
             isolation_level="read_committed",
             auto_offset_reset="earliest",
         )
-        await consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()  # a consumer that failed to start still holds its client
+            raise
         try:
             parts = await self._partitions()
             if not parts:
@@ -267,8 +273,8 @@ class Replayer:
 
     async def _partitions(self) -> list[TopicPartition]:
         admin = AIOKafkaAdminClient(**client_kwargs(self.settings))
-        await admin.start()
         try:
+            await admin.start()
             topics = log_topics(self.layout, await admin.list_topics(), self.filters.platform)
             described = await admin.describe_topics(topics) if topics else []
         finally:
@@ -353,7 +359,11 @@ async def replay(
     producer: AIOKafkaProducer | None = None
     if to_topic is not None:
         producer = AIOKafkaProducer(**client_kwargs(settings), acks="all", enable_idempotence=True)
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
     shown = redriven = 0
     try:
         if fmt == "table":
@@ -398,3 +408,7 @@ def run(settings: CommonSettings, filters: Filters, **kwargs: Any) -> int:
         return asyncio.run(replay(settings, filters, **kwargs))
     except KeyboardInterrupt:
         return 0
+    except KafkaConnectionError:
+        raise StackError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap} (bootstrap failed)"
+        ) from None

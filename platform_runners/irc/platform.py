@@ -7,8 +7,6 @@ from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 import structlog
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from platform_runners.irc.client import IrcConfig, IrcError
 from platform_runners.irc.connection import IrcConnection
@@ -17,6 +15,7 @@ from platform_runners.irc.message import Message, casefold, ctcp, is_channel
 from platform_runners.persistent import Slot
 from platform_runners.persistent_platform import PersistentPlatform
 from platform_runners.platform import Context, Handler, PlatformError
+from platform_runners.settings import IrcSettings as IrcSettings  # re-exported
 from schemas.envelopes import JSONDict
 
 log = structlog.get_logger("platform_runners.irc")
@@ -24,17 +23,6 @@ log = structlog.get_logger("platform_runners.irc")
 T = TypeVar("T")
 
 NOT_JOINED = "cannot send message to a channel of which you've not first joined."
-
-
-class IrcSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SOCKETHUB_IRC_", extra="ignore")
-
-    tls_verify: bool = Field(True, description="Verify IRC servers' TLS certificates")
-    ca_file: str | None = Field(None, description="CA bundle for IRC TLS (default: the system's)")
-    reconnect_window: float = Field(
-        60.0, ge=0, description="Seconds to keep reconnecting after an IRC server went away"
-    )
-    timeout: float = Field(30.0, gt=0, description="Seconds to wait for an IRC server's answer")
 
 
 def _obj(activity: Mapping[str, Any], name: str) -> JSONDict:
@@ -91,7 +79,7 @@ class IrcPlatform(PersistentPlatform[IrcConnection]):
 
     def __init__(self, *args: Any, irc: IrcSettings | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.irc = irc or IrcSettings.model_validate({})
+        self.irc = irc or self.settings.irc
 
     def verb_handlers(self) -> Mapping[str, Handler]:
         return {

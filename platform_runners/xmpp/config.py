@@ -12,22 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from platform_runners.settings import XmppSettings as XmppSettings  # re-exported
 
 DEFAULT_PORT = 5222
 DEFAULT_TLS_PORT = 5223
-
-
-class XmppSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SOCKETHUB_XMPP_", extra="ignore")
-
-    tls_verify: bool = Field(True, description="Verify XMPP servers' TLS certificates")
-    ca_file: str | None = Field(None, description="CA bundle for XMPP TLS (default: the system's)")
-    timeout: float = Field(30.0, gt=0, description="Seconds to wait for an XMPP server's answer")
-    reconnect_window: float = Field(
-        60.0, ge=0, description="Seconds to keep reconnecting after an XMPP server went away"
-    )
 
 
 class ConfigError(ValueError):

@@ -67,7 +67,7 @@ class XmppPlatform(PersistentPlatform[XmppClient]):
 
     def __init__(self, *args: Any, xmpp: XmppSettings | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.xmpp = xmpp or XmppSettings.model_validate({})
+        self.xmpp = xmpp or self.settings.xmpp
 
     def verb_handlers(self) -> Mapping[str, Handler]:
         return {

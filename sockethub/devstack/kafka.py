@@ -95,11 +95,9 @@ def ensure_kafka_libs(version: str = KAFKA_VERSION) -> Path:
 
 
 GC_FLAGS = ("-XX:+UseG1GC", "-XX:MaxTenuringThreshold=1")
-"""Most objects the broker keeps past one young collection live for minutes (its GC age
-table showed about 0.7 MB in each of ages 1 to 8). Promoted at their first collection,
-they are no longer copied between survivor spaces up to 15 times: at 1 500 echoes/s a
-collection copied 0.6 instead of 5.6 MB, evacuation took 9 instead of 26 ms, and young
-pauses went from 21 to 15 ms (median) and from 30 to 23 ms (longest)."""
+"""Most objects the broker keeps past one young collection live for minutes. Promoting
+them at their first collection stops copying them between survivor spaces up to 15
+times, which shortens young pauses (measurements: docs/performance-history.md)."""
 
 
 def new_cluster_id() -> str:
@@ -125,8 +123,8 @@ class KafkaBroker(LocalService):
     heap: str = "512m"
     quick_start: bool = True
     """C1 JIT only: the broker is ready sooner and short runs (tests) cost less CPU;
-    long runs (``sockethub dev``, benchmarks) want the full JIT, which roughly halves
-    the broker's CPU per record once warm."""
+    long runs (``sockethub dev``, benchmarks) want the full JIT, which costs less CPU
+    per record once warm."""
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property

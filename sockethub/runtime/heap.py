@@ -1,11 +1,10 @@
 """Keep the collector off the start-up heap of a long-running process.
 
-By the time a gateway or runner serves, it holds some 70 000-130 000 objects that live
-as long as the process: modules, schemas, compiled validators, Kafka clients.
-CPython's full collection walks all of them, and on a 2-core machine a gateway's
-took 60-80 ms every 10-20 s under load, stalling every connection at once. Freezing
-moves them to a generation the collector never walks (``gc.freeze``); what the process
-allocates afterwards is collected as before.
+By the time a gateway or runner serves, it holds many objects that live as long as
+the process: modules, schemas, compiled validators, Kafka clients. CPython's full
+collection walks all of them and stalls every connection while it does (measurements:
+docs/performance-history.md). Freezing moves them to a generation the collector never
+walks (``gc.freeze``); what the process allocates afterwards is collected as before.
 """
 
 from __future__ import annotations

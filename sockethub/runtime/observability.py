@@ -1,4 +1,8 @@
-"""Structured logging set-up shared by every process of the project."""
+"""Structured logging set-up shared by every process of the project.
+
+structlog loggers and the standard library's (uvicorn, aiokafka, redis, asyncio) end in
+the same renderer, so with ``SOCKETHUB_LOG_FORMAT=json`` every line on stderr is JSON.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +14,26 @@ import structlog
 from sockethub.runtime.settings import CommonSettings
 
 
+class _SockethubHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the root handler this module installed, so a second call replaces it."""
+
+
 def configure_logging(settings: CommonSettings, *, process: str) -> None:
-    """JSON lines (or console lines) on stderr, each with ``process`` naming the emitter."""
+    """JSON lines (or console lines) on stderr, each with ``process`` naming the emitter.
+
+    Safe to call again (the CLI configures logging before the command's own code does)."""
     level = logging.getLevelName(settings.log_level)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if settings.log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            stamp,
             structlog.processors.dict_tracebacks,
             renderer,
         ],
@@ -31,5 +42,25 @@ def configure_logging(settings: CommonSettings, *, process: str) -> None:
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(process=process)
-    logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            stamp,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.dict_tracebacks,
+            renderer,
+        ],
+    )
+    handler = _SockethubHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _SockethubHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    # Libraries log chatty INFO records: only their warnings and errors are kept.
+    root.setLevel(max(level, logging.WARNING))

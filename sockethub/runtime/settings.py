@@ -2,22 +2,164 @@
 
 Every key is read from an environment variable with the ``SOCKETHUB_`` prefix
 (``kafka_bootstrap`` from ``SOCKETHUB_KAFKA_BOOTSTRAP``) and is also a CLI
-flag of the same name (``--kafka-bootstrap``), see ``sockethub.cli``.
+flag of the same name (``--kafka-bootstrap``), see ``sockethub.cli``. A secret
+(a ``SecretStr`` field) may instead be read from a file named by the same variable
+with ``_FILE`` appended (``SOCKETHUB_SECRET_FILE=/run/secrets/sockethub``).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+import os
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 ENV_PREFIX = "SOCKETHUB_"
+FILE_SUFFIX = "_FILE"
 
 
-class CommonSettings(BaseSettings):
+class SettingsError(ValueError):
+    """A setting that cannot be read. The text names variables and paths, never values."""
+
+
+def is_secret(info: FieldInfo) -> bool:
+    annotation = info.annotation
+    if annotation is SecretStr:
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return SecretStr in typing.get_args(annotation)
+    return False
+
+
+def read_secret_file(variable: str, path: str) -> str:
+    """The file's text without its trailing newline; errors say which file, not what it held."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as err:
+        raise SettingsError(f"{variable}: cannot read {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{variable}: {path} is not UTF-8 text") from None
+    return text.rstrip("\r\n")
+
+
+class SecretFileSource(PydanticBaseSettingsSource):
+    """``<VARIABLE>_FILE`` for every secret field: its value comes from that file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every field at once
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = env_prefix(self.settings_cls)
+        found: dict[str, Any] = {}
+        for name, info in self.settings_cls.model_fields.items():
+            if not is_secret(info):
+                continue
+            variable = f"{prefix}{name.upper()}"
+            path = self._environ.get(variable + FILE_SUFFIX)
+            if path is None:
+                continue
+            if variable in self._environ:
+                raise SettingsError(
+                    f"{variable} and {variable}{FILE_SUFFIX} are both set: set only one"
+                )
+            found[name] = read_secret_file(variable + FILE_SUFFIX, path)
+        return found
+
+
+class EnvSettings(BaseSettings):
+    """Base of every settings model: ``SOCKETHUB_*`` variables, secrets also from files."""
+
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # A flag (init) wins; a _FILE and its plain variable together are an error.
+        return (init_settings, SecretFileSource(settings_cls, os.environ), env_settings)
+
+
+E = TypeVar("E", bound=EnvSettings)
+
+
+def from_environment(cls: type[E]) -> E:
+    """``cls`` read from the environment alone (a nested model's default)."""
+    return cls()
+
+
+def env_prefix(cls: type[BaseSettings]) -> str:
+    return str(cls.model_config.get("env_prefix") or "")
+
+
+def nested_models(cls: type[BaseSettings]) -> dict[str, type[EnvSettings]]:
+    """Fields that are settings models of their own, each read with its own prefix."""
+    found: dict[str, type[EnvSettings]] = {}
+    for name, info in cls.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, EnvSettings):
+            found[name] = annotation
+    return found
+
+
+def settings_fields(cls: type[BaseSettings]) -> Iterator[tuple[str, str, FieldInfo]]:
+    """(environment variable, field name, field) of ``cls`` and of its nested models."""
+    nested = nested_models(cls)
+    prefix = env_prefix(cls)
+    for name, info in cls.model_fields.items():
+        if name not in nested:
+            yield f"{prefix}{name.upper()}", name, info
+    for sub in nested.values():
+        yield from settings_fields(sub)
+
+
+def variables(cls: type[BaseSettings]) -> set[str]:
+    """Every environment variable ``cls`` reads, ``_FILE`` variants included."""
+    names: set[str] = set()
+    for variable, _, info in settings_fields(cls):
+        names.add(variable)
+        if is_secret(info):
+            names.add(variable + FILE_SUFFIX)
+    return names
+
+
+HINTS = {"SOCKETHUB_CORS_ORIGIN": "SOCKETHUB_ALLOWED_ORIGINS"}
+"""Names Sockethub (Node.js) reads whose counterpart here is spelled differently."""
+
+
+def unknown_variables(known: set[str], environ: Mapping[str, str]) -> list[str]:
+    """``SOCKETHUB_*`` variables no model reads, each with a close match when there is one."""
+    unknown = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        guess = HINTS.get(name) or next(
+            iter(difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)), None
+        )
+        unknown.append(f"{name} (did you mean {guess}?)" if guess else name)
+    return unknown
+
+
+class CommonSettings(EnvSettings):
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port"
     )

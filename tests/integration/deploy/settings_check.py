@@ -8,6 +8,8 @@ from typing import TypeVar
 import pytest
 from pydantic_settings import BaseSettings
 
+from sockethub.runtime.settings import variables
+
 S = TypeVar("S", bound=BaseSettings)
 
 
@@ -16,7 +18,7 @@ def load_deployed_settings(
 ) -> S:
     """``model`` read from exactly ``env`` (no other ``SOCKETHUB_*`` variable): every
     variable must be one of its settings, and the values ones the program accepts."""
-    known = {f"SOCKETHUB_{name.upper()}" for name in model.model_fields}
+    known = variables(model)
     assert set(env) - known == set(), f"{what}: unknown settings"
     for name in list(os.environ):
         if name.startswith("SOCKETHUB_"):
