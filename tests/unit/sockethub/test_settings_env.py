@@ -13,7 +13,7 @@ from platform_runners.irc.platform import IrcPlatform
 from platform_runners.persistent_state import MemoryStateStore
 from platform_runners.settings import IrcSettings, PersistentSettings, RunnerSettings
 from platform_runners.xmpp.platform import XmppPlatform
-from schemas.platform_registry import PlatformRegistry
+from schemas.platform_registry import PlatformDescriptor, PlatformRegistry
 from sockethub.devstack.errors import StackError
 from sockethub.runtime.settings import CommonSettings, SettingsError
 from sockethub.settings_cli import add_settings_flags, settings_from_args, unknown_variable_report
@@ -132,7 +132,7 @@ def test_unknown_variables_are_named_with_close_matches() -> None:
     ]
 
 
-def _descriptor(platform: str):  # type: ignore[no-untyped-def]
+def _descriptor(platform: str) -> PlatformDescriptor:
     descriptor = PlatformRegistry([platform]).get(platform)
     assert descriptor is not None
     return descriptor
