@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -41,10 +42,26 @@ STOP_TIMEOUT = 10.0
 log = structlog.get_logger("gateway.kafka")
 
 EventHandler = Callable[[PlatformEvent], Awaitable[None]]
-ResultHandler = Callable[[Result], Awaitable[None]]
-Waiter = asyncio.Future[Result] | ResultHandler
-"""Where a request's result goes: a future to set, or a coroutine function to await in
-the reply consumer (which then answers the client itself, without a task of its own)."""
+
+
+class Awaiting(Protocol):
+    """A produced request waiting for its result (:class:`gateway.requests.PendingRequest`).
+
+    The reply reader awaits :meth:`resolve` itself, so answering a client needs no task
+    of its own.
+    """
+
+    @property
+    def request(self) -> Request: ...
+
+    async def resolve(self, result: Result) -> None:
+        """The result has come; the bridge has already let the request go."""
+
+    def delivery_done(self, delivery: asyncio.Future[object]) -> None:
+        """The record's delivery has settled (successfully or not)."""
+
+    def drop(self) -> None:
+        """No result will come: the bridge stops."""
 
 
 class DeliveryError(Exception):
@@ -72,7 +89,7 @@ class KafkaBridge:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._pending: dict[str, Waiter] = {}
+        self._pending: dict[str, Awaiting] = {}
         self._on_event: EventHandler | None = None
         self.ready = False
 
@@ -107,9 +124,8 @@ class KafkaBridge:
             isolation_level="read_committed",
             auto_offset_reset="latest",
             # Runners commit their answers a transaction at a time, and a read_committed
-            # fetch sees none of them before the commit: min bytes 1 returns at the
-            # commit, not up to kafka_fetch_wait_ms later (at 200/s: p50 46 -> 36 ms,
-            # p99 80 -> 67 ms, with no more broker CPU there or at 1 500/s).
+            # fetch sees none of them before the commit: a small minimum returns at the
+            # commit, not up to kafka_fetch_wait_ms later.
             **fetch_kwargs(self._settings, min_bytes=self._settings.reply_fetch_min_bytes),
             max_partition_fetch_bytes=MAX_RECORD_BYTES,
         )
@@ -134,9 +150,8 @@ class KafkaBridge:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for waiter in self._pending.values():
-            if isinstance(waiter, asyncio.Future) and not waiter.done():
-                waiter.cancel()
+        for pending in list(self._pending.values()):
+            pending.drop()
         self._pending.clear()
         # Bounded: with the broker gone, a producer's final flush would retry forever.
         for client in (self._producer, self._consumer):
@@ -170,24 +185,29 @@ class KafkaBridge:
             raise DeliveryError(str(exc)) from exc
         return future
 
-    async def submit(self, request: Request, key: str, waiter: Waiter) -> asyncio.Future[object]:
-        """Produce an activity request; return its delivery future.
+    async def submit(self, pending: Awaiting, key: str) -> None:
+        """Produce ``pending``'s request under ``key``.
 
-        ``waiter`` is registered before producing, so a fast reply never finds nobody
-        waiting. The caller must :meth:`forget` it when it stops waiting.
+        It is registered before producing, so a fast reply never finds nobody waiting,
+        and stays registered until its result comes or it is :meth:`forget`-ten. A
+        delivery that fails later reaches it through ``delivery_done``.
         """
-        self._pending[request.activity_id] = waiter
+        request = pending.request
+        activity_id = request.activity_id
+        self._pending[activity_id] = pending
         try:
             topic = self._request_topics.get(request.platform) or self.layout.requests(
                 request.platform
             )
-            return await self.produce(topic, request, key)
+            delivery = await self.produce(topic, request, key)
         except BaseException:
-            self._pending.pop(request.activity_id, None)
+            if self._pending.get(activity_id) is pending:
+                del self._pending[activity_id]
             raise
+        delivery.add_done_callback(pending.delivery_done)
 
     def forget(self, activity_id: str) -> bool:
-        """Stop waiting for a result; True if it had not come (the caller answers instead)."""
+        """Stop waiting for a result; True if it had not come."""
         return self._pending.pop(activity_id, None) is not None
 
     # -- consuming ---------------------------------------------------------
@@ -226,17 +246,14 @@ class KafkaBridge:
             log.warning("reply_decode_failed", topic=self.reply_topic, error=str(exc))
             return
         if isinstance(record, Result):
-            waiter = self._pending.pop(record.activity_id, None)
-            if waiter is None:
+            pending = self._pending.pop(record.activity_id, None)
+            if pending is None:
                 log.info("reply_unclaimed", activity_id=record.activity_id)
-            elif isinstance(waiter, asyncio.Future):
-                if not waiter.done():
-                    waiter.set_result(record)
-            else:
-                try:
-                    await waiter(record)
-                except Exception:
-                    log.exception("result_dispatch_failed", platform=record.platform)
+                return
+            try:
+                await pending.resolve(record)
+            except Exception:
+                log.exception("result_dispatch_failed", platform=record.platform)
         elif isinstance(record, PlatformEvent):
             if self._on_event is not None:
                 try:

@@ -1,12 +1,13 @@
 """Per-session state held by one gateway process.
 
-A session is one Socket.IO connection (its ``sid``). python-socketio runs each
-event's handler as its own task; :attr:`Session.lock` puts them back in arrival
-order: a handler takes the lock before its first suspension point (asyncio
-locks queue waiters first come, first served), validates, stores credentials
-or produces its request, and only then releases it. So a ``message`` sent
-right after ``credentials`` is produced after the credentials are in Redis.
-Waiting for the platform's answer happens outside the lock.
+A session is one Socket.IO connection (its ``sid``). A session's events run in
+the connection's reader or as tasks of their own (see
+:class:`gateway.transport.socketio_server.SockethubServer`); :attr:`Session.lock` puts
+them back in arrival order: a handler enters the lock before its first suspension
+point (entrants are served first come, first served), validates, stores credentials
+or produces its request, and only then leaves it. So a ``message`` sent right after
+``credentials`` is produced after the credentials are in Redis. Waiting for the
+platform's answer happens outside the lock.
 """
 
 from __future__ import annotations
@@ -14,24 +15,56 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.shaping import Dialect
+
+if TYPE_CHECKING:
+    from gateway.requests import PendingRequest
 
 JSONDict = dict[str, Any]
 MAX_ACTIVITY_OBJECTS = 256
 """G2 ``activity-object`` registrations kept per session (oldest dropped first)."""
 
 
+class SessionLock:
+    """An ``asyncio.Lock`` that counts who holds or waits for it.
+
+    :attr:`users` tells the connection's reader whether an earlier event of the
+    session is in, or queued for, the ordered section, without reading asyncio's
+    private state.
+    """
+
+    __slots__ = ("_lock", "users")
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self.users = 0
+
+    async def __aenter__(self) -> None:
+        self.users += 1
+        try:
+            await self._lock.acquire()
+        except BaseException:
+            self.users -= 1
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.release()
+        self.users -= 1
+
+
 class Session:
-    """One connection's state. Slotted, and its lock, key set and object registry are
-    created on first use: most of a gateway's sessions are idle at any moment."""
+    """One connection's state. Slotted, and its lock, key set, object registry and
+    request set are created on first use: most of a gateway's sessions are idle."""
 
     __slots__ = (
         "_lock",
         "_objects",
+        "_requests",
         "_used",
         "address",
+        "closed",
         "connected_at",
         "dialect",
         "inflight",
@@ -44,18 +77,27 @@ class Session:
         self.connected_at = time.monotonic() if connected_at is None else connected_at
         self.inflight = 0
         """Events accepted and not yet answered (queued for the lock or awaiting a result)."""
+        self.closed = False
+        """The connection has ended: events still queued for the lock do nothing."""
         self.dialect: Dialect = "g3"
         """The dialect of the session's latest activity (used to shape unsolicited events)."""
-        self._lock: asyncio.Lock | None = None
+        self._lock: SessionLock | None = None
         self._used: set[tuple[str, str]] | None = None
         self._objects: OrderedDict[str, JSONDict] | None = None
+        self._requests: set[PendingRequest] | None = None
 
     @property
-    def lock(self) -> asyncio.Lock:
+    def lock(self) -> SessionLock:
         lock = self._lock
         if lock is None:
-            lock = self._lock = asyncio.Lock()
+            lock = self._lock = SessionLock()
         return lock
+
+    @property
+    def idle(self) -> bool:
+        """No event of the session holds or waits for the lock."""
+        lock = self._lock
+        return lock is None or lock.users == 0
 
     @property
     def used(self) -> set[tuple[str, str]]:
@@ -65,6 +107,22 @@ class Session:
         if used is None:
             used = self._used = set()
         return used
+
+    def track(self, request: PendingRequest) -> None:
+        """``request`` waits for Kafka; the end of the session answers it."""
+        requests = self._requests
+        if requests is None:
+            requests = self._requests = set()
+        requests.add(request)
+
+    def untrack(self, request: PendingRequest) -> None:
+        if self._requests is not None:
+            self._requests.discard(request)
+
+    @property
+    def requests(self) -> list[PendingRequest]:
+        """The session's requests that are waiting for Kafka."""
+        return list(self._requests or ())
 
     @property
     def objects(self) -> OrderedDict[str, JSONDict]:
@@ -101,7 +159,10 @@ class Sessions:
         return self._by_sid.get(sid)
 
     def close(self, sid: str) -> Session | None:
-        return self._by_sid.pop(sid, None)
+        session = self._by_sid.pop(sid, None)
+        if session is not None:
+            session.closed = True
+        return session
 
     def __len__(self) -> int:
         return len(self._by_sid)

@@ -1,11 +1,17 @@
 """python-socketio's server with the hooks the gateway needs (library internals).
 
-The overrides of ``_handle_event``, ``_handle_event_internal`` and ``_send_packet`` are
-python-socketio internals; they live here and nowhere else, pinned by the lock.
+This is the only module that uses python-socketio's private API: the override of
+``_handle_event`` (where an event packet arrives, in the connection's reader) and
+``_send_packet`` (in :meth:`SockethubServer.send_ack`, an acknowledgement sent after its
+handler has returned). ``tests/unit/gateway/transport/test_socketio_server.py`` checks
+the behaviour the gateway relies on through a real server and client.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
@@ -15,24 +21,35 @@ import socketio
 from gateway.packets import SockethubPacket
 
 ACK_WANTED: ContextVar[bool] = ContextVar("ack_wanted", default=True)
+"""Inside an event handler: whether the client asked for an acknowledgement."""
 
+Reply = Callable[[Any], Awaitable[None]]
+"""Sends one acknowledgement with the given answer."""
+DirectHandler = Callable[[str, list[Any], Reply | None], Awaitable[None]]
+"""``(sid, args, reply)``: handles an event and acknowledges it through ``reply`` (None
+when the client asked for no acknowledgement), now or later."""
+Ready = Callable[[str], bool]
+"""True if the session's event may run in the connection's reader right now."""
 
-InlineMessage = Callable[[str, str, int | None, list[Any]], Awaitable[bool]]
+_NO_COUNT = frozenset({"connect", "disconnect"})
 
 
 class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
-    """An AsyncServer whose handlers can tell whether the client asked for an ack.
+    """An AsyncServer with direct events, and handlers that know whether an ack is wanted.
 
-    The ``schemas`` event needs that (without a callback the registry goes out
-    as an event instead). Handlers run as one task each (``async_handlers``),
-    so a context variable set here is private to the event being handled.
+    Events registered with :meth:`on` run as python-socketio runs them: one task each
+    (``async_handlers``), the return value sent as the acknowledgement.
+    :data:`ACK_WANTED` tells the handler whether the client asked for one (the
+    ``schemas`` event needs that: without a callback the registry goes out as an event).
 
-    Except ``message`` events, when :attr:`inline_message` takes them: it runs in
-    the connection's reader and declines (returns False) while an earlier event of
-    the session holds or waits for the session lock; events whose task has not
-    started yet (and so has not reached the lock) are counted per session, and
-    while there are any, messages take the task path too. Either way a session's
-    events reach the lock, or produce their request, in arrival order.
+    An event registered with :meth:`on_direct` (``message``) skips that task: its handler
+    runs in the connection's reader and answers through a ``reply`` callable whenever its
+    answer is known. Order within a session is kept: the reader runs it only while no
+    earlier event of the session waits for its task to start (counted here) and the
+    ``ready`` predicate holds (the handlers' side: nothing of the session holds or waits
+    for the session lock). Otherwise the same handler runs in a task of its own, started
+    after the earlier events' tasks. Either way a session's events reach the session
+    lock, or produce their request, in arrival order.
 
     Packets are :class:`SockethubPacket` (orjson where its text is json's).
     """
@@ -40,34 +57,80 @@ class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", SockethubPacket)
         super().__init__(*args, **kwargs)
-        self.inline_message: InlineMessage | None = None
+        self._direct: dict[str, tuple[DirectHandler, Ready]] = {}
+        self._counted: set[str] = set()
         self._unstarted: dict[str, int] = {}
+        """Per sid: events whose task has been created and has not started yet."""
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on(self, event: str, handler: Any = None, namespace: str | None = None) -> Any:
+        """python-socketio's ``on``; a coroutine handler of the default namespace is wrapped
+        so that its task's start is counted (see the class docstring)."""
+        if handler is None:
+            return functools.partial(self._on_decorated, event, namespace)
+        if (namespace or "/") == "/" and event not in _NO_COUNT:
+            if inspect.iscoroutinefunction(handler):
+                handler = self._counting(handler)
+                self._counted.add(event)
+            else:
+                self._counted.discard(event)
+        return super().on(event, handler, namespace)
+
+    def _on_decorated(self, event: str, namespace: str | None, handler: Any) -> Any:
+        self.on(event, handler, namespace)
+        return handler
+
+    def on_direct(self, event: str, handler: DirectHandler, ready: Ready) -> None:
+        """Run ``event`` of the default namespace without python-socketio's task."""
+        self._direct[event] = (handler, ready)
+
+    def _counting(self, handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def started(sid: str, *args: Any) -> Any:
+            self._started(sid)
+            return await handler(sid, *args)
+
+        return started
+
+    def _started(self, sid: str) -> None:
+        left = self._unstarted.pop(sid, 1) - 1
+        if left > 0:
+            self._unstarted[sid] = left
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
         namespace = namespace or "/"
+        # python-socketio creates the handler's task in this call; the task starts
+        # with a copy of this context.
+        ACK_WANTED.set(id is not None)
+        if namespace != "/":
+            await super()._handle_event(eio_sid, namespace, id, data)
+            return
+        event = data[0]
+        direct = self._direct.get(event)
+        if direct is None and event not in self._counted:
+            await super()._handle_event(eio_sid, namespace, id, data)
+            return
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if not self.manager.is_connected(sid, namespace):
             return
-        inline = self.inline_message
-        if (
-            inline is not None
-            and namespace == "/"
-            and data[0] == "message"
-            and sid not in self._unstarted
-            and await inline(sid, eio_sid, id, data[1:])
-        ):
+        if direct is None:
+            self._unstarted[sid] = self._unstarted.get(sid, 0) + 1
+            await super()._handle_event(eio_sid, namespace, id, data)
+            return
+        handler, ready = direct
+        reply = None if id is None else functools.partial(self.send_ack, eio_sid, id)
+        if sid not in self._unstarted and ready(sid):
+            await handler(sid, data[1:], reply)
             return
         self._unstarted[sid] = self._unstarted.get(sid, 0) + 1
-        await super()._handle_event(eio_sid, namespace, id, data)
+        task = asyncio.ensure_future(self._run_direct(handler, sid, data[1:], reply))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _handle_event_internal(
-        self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
+    async def _run_direct(
+        self, handler: DirectHandler, sid: str, args: list[Any], reply: Reply | None
     ) -> None:
-        unstarted = self._unstarted.pop(sid, 1)
-        if unstarted > 1:
-            self._unstarted[sid] = unstarted - 1
-        ACK_WANTED.set(id is not None)
-        await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+        self._started(sid)
+        await handler(sid, args, reply)
 
     async def send_ack(self, eio_sid: str, ack_id: int, answer: object) -> None:
         """What python-socketio sends for a handler that returned ``answer``."""
