@@ -10,12 +10,14 @@ the behaviour the gateway relies on through a real server and client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
+import engineio
 import socketio
 
 from gateway.packets import SockethubPacket
@@ -133,7 +135,9 @@ class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
         await handler(sid, args, reply)
 
     async def send_ack(self, eio_sid: str, ack_id: int, answer: object) -> None:
-        """What python-socketio sends for a handler that returned ``answer``."""
-        await self._send_packet(
-            eio_sid, self.packet_class(socketio.packet.ACK, namespace="/", id=ack_id, data=[answer])
-        )
+        """What python-socketio sends for a handler that returned ``answer``; nothing if
+        the connection has closed meanwhile (engine.io drops packets to a socket it no
+        longer holds, and refuses those to one that is closing)."""
+        packet = self.packet_class(socketio.packet.ACK, namespace="/", id=ack_id, data=[answer])
+        with contextlib.suppress(engineio.exceptions.SocketIsClosedError):
+            await self._send_packet(eio_sid, packet)
