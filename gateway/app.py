@@ -16,10 +16,10 @@ from starlette.types import ASGIApp
 from gateway.demo import routes as demo_routes
 from gateway.health import Readiness
 from gateway.kafka_bridge import KafkaBridge
-from gateway.lean_connections import LeanSockethubServer
 from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings
 from gateway.socket_handlers import ProtocolHandlers
+from gateway.transport.engineio_server import LeanSockethubServer
 from schemas.platform_registry import PlatformRegistry
 from sockethub.runtime.credentials import CredentialStore
 from sockethub.runtime.heap import freeze_startup_heap

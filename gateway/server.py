@@ -5,8 +5,8 @@ from __future__ import annotations
 import uvicorn
 
 from gateway.app import create_app
-from gateway.lean_connections import LeanWebSocketProtocol
 from gateway.settings import GatewaySettings
+from gateway.transport.uvicorn_protocol import LeanWebSocketProtocol
 from sockethub.runtime.observability import configure_logging
 
 
@@ -23,7 +23,7 @@ def uvicorn_config(settings: GatewaySettings) -> uvicorn.Config:
         # engine.io does not bound websocket frames under ASGI: the server does.
         ws_max_size=settings.max_payload,
         # Off by default, as in the Node.js Socket.IO server: the zlib contexts of a
-        # compressed connection (~40 KiB) are more than everything else it holds, and
+        # compressed connection are more than everything else it holds, and
         # Sockethub's messages are small.
         ws_per_message_deflate=settings.ws_compression,
         # engine.io's own heartbeat (25 s ping, 20 s timeout) finds dead peers; uvicorn's

@@ -1,141 +1,40 @@
-"""Lighter per-connection state for idle websocket connections (library internals).
+"""engine.io's server with lighter per-connection state (library internals).
 
-Most of a gateway's connections are idle, and each one's memory is mostly held by the
-libraries. Two hooks make it smaller; both lean on library internals, so they live here
-and ``tests/unit/gateway/test_lean_connections.py`` fails loudly if a library changes
-under them:
+python-socketio builds its engine.io server from ``_engineio_server_class`` (a
+python-socketio internal), which :class:`LeanSockethubServer` points at
+:class:`LeanEngineIOServer`. That server relies on these engine.io internals:
 
-- :class:`LeanWebSocketProtocol` is uvicorn's ``websockets-sansio`` protocol (passed as
-  ``ws=`` to ``uvicorn.Config``, a documented hook) with a one-consumer receive queue and a
-  plain flag instead of an ``asyncio.Queue`` and an ``asyncio.Event`` (about 2.5 KiB of
-  deques per connection), and without the handshake's parsed request and response, which
-  uvicorn keeps for the whole connection but does not read after the handshake (nor
-  the ASGI scope's copy of the handshake headers, once the connection is accepted).
-- :class:`LeanEngineIOServer` is engine.io's server (python-socketio's
-  ``_engineio_server_class`` hook) whose ``create_queue`` (engine.io's own documented
-  factory for a socket's outgoing packet queue) returns a :class:`PacketQueue`: the
-  ``asyncio.Queue`` methods engine.io uses, with its storage created only while packets
-  are waiting.
+- ``AsyncServer.create_queue``, called without arguments, makes each socket's outgoing
+  queue; it returns a :class:`PacketQueue`, and engine.io's socket uses only ``put``,
+  ``put_nowait``, ``get``, ``get_nowait``, ``task_done``, ``join``, ``empty`` and
+  ``qsize`` of it.
+- ``AsyncServer._trigger_event("connect", sid, ...)`` runs right after
+  ``_handle_connect`` stored the new ``AsyncSocket`` in ``self.sockets`` and before its
+  websocket handler starts: there the socket's class becomes :class:`LeanAsyncSocket`,
+  which adds no state of its own.
+- :class:`LeanAsyncSocket` replaces ``AsyncSocket._websocket_handler`` (the websocket read
+  and write loops) for connections opened as websockets, and relies on the socket's
+  ``receive``, ``close``, ``queue``, ``connected``, ``upgraded`` and ``sid``, and on the
+  server's ``ping_interval``, ``ping_timeout``, ``max_http_buffer_size``, ``reason`` and
+  ``logger``. Long-polling, upgrades and the heartbeat stay engine.io's own.
+
+``tests/unit/gateway/transport/test_engineio_server.py`` drives it through real uvicorn and
+engine.io with real clients; docs/transport.md says what each part buys.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from typing import Any, Generic, TypeVar
 
 import engineio
 from engineio import exceptions, packet
 from engineio.async_socket import AsyncSocket
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from gateway.transport.socketio_server import SockethubServer
 
 T = TypeVar("T")
-
-
-class ReceiveQueue(Generic[T]):
-    """The part of ``asyncio.Queue`` uvicorn's protocol uses: ``put_nowait``, ``get``,
-    ``empty``, for one consumer at a time (the ASGI app's ``receive``)."""
-
-    __slots__ = ("_items", "_waiter")
-
-    def __init__(self) -> None:
-        self._items: deque[T] | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    def put_nowait(self, item: T) -> None:
-        items = self._items
-        if items is None:
-            items = self._items = deque()
-        items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def get(self) -> T:
-        while not self._items:
-            if self._waiter is not None:
-                raise RuntimeError("ReceiveQueue.get() has one consumer at a time")
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        items = self._items
-        item = items.popleft()
-        if not items:
-            self._items = None
-        return item
-
-    def empty(self) -> bool:
-        return not self._items
-
-    def qsize(self) -> int:
-        return len(self._items) if self._items else 0
-
-
-class Flag:
-    """The part of ``asyncio.Event`` uvicorn's protocol uses (``writable``); its waiters'
-    list exists only while someone waits."""
-
-    __slots__ = ("_value", "_waiters")
-
-    def __init__(self) -> None:
-        self._value = False
-        self._waiters: list[asyncio.Future[None]] | None = None
-
-    def is_set(self) -> bool:
-        return self._value
-
-    def set(self) -> None:
-        self._value = True
-        waiters, self._waiters = self._waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def clear(self) -> None:
-        self._value = False
-
-    async def wait(self) -> bool:
-        if self._value:
-            return True
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = []
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if self._waiters is not None and waiter in self._waiters:
-                self._waiters.remove(waiter)
-        return True
-
-
-class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets-sansio protocol with lighter per-connection state."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.queue = ReceiveQueue()  # type: ignore[assignment]
-        self.writable = Flag()  # type: ignore[assignment]
-        self.writable.set()
-
-    def start_keepalive(self) -> None:
-        # uvicorn calls this once, right after it has sent the handshake's 101 response;
-        # the parsed request and response (two Headers, ~3 KiB) are not read after that.
-        # The request also stays referenced by the suspended parser of websockets'
-        # ServerProtocol, so its headers are emptied, not just let go.
-        self.request.headers.clear()
-        self.request = None  # type: ignore[assignment]
-        self.response = None  # type: ignore[assignment]
-        # The scope's copy of the handshake headers (~1.3 KiB): engine.io has already
-        # copied them into its environ (HTTP_*), and nothing reads the scope's list once
-        # the connection is accepted.
-        self.scope["headers"] = []
-        super().start_keepalive()
 
 
 class PacketQueue(Generic[T]):
@@ -262,19 +161,14 @@ class ReadDeadline:
 
 
 class LeanAsyncSocket(AsyncSocket):  # type: ignore[misc]
-    """engine.io's socket without most of its resting tasks and per-packet tasks.
+    """engine.io's socket whose websocket loop runs without per-packet tasks and timers.
 
-    - ``poll`` (long-polling's wait for packets) bounds its wait with ``asyncio.timeout``
-      instead of ``asyncio.wait_for``, which wraps the wait in a task of its own plus a
-      future and a callback; the websocket writer waits with no timer at all.
-    - The next ping is a timer (``call_later``) instead of a task sleeping through the
-      ping interval: when it fires, the PING packet is queued as engine.io's ``_send_ping``
-      would (the socket's ``send`` only adds the ping-timeout check, which passes right
-      after ``last_ping`` is set).
-    - A connection opened as a websocket reads its packets in the handler's task, bounded
-      by a :class:`ReadDeadline`, where engine.io starts a task and a ``wait_for`` for
-      every packet (about a twentieth of the gateway's CPU per echo). Connections that
-      upgrade from long-polling keep engine.io's own handler, probe handshake included.
+    A connection opened as a websocket reads its packets in the handler's own task,
+    bounded by one :class:`ReadDeadline`, where engine.io starts a task and a
+    ``wait_for`` for every packet it reads; its writer waits on the queue with no timer
+    (engine.io's ``poll`` wraps each wait in ``wait_for``): the reader ends a silent
+    connection and always queues None, the writer's stop, as its last act. Connections
+    that upgrade from long-polling keep engine.io's own handler, probe handshake included.
     """
 
     connected: bool
@@ -340,22 +234,11 @@ class LeanAsyncSocket(AsyncSocket):  # type: ignore[misc]
         finally:
             deadline.cancel()
 
-    async def poll(self) -> list[Any]:
-        try:
-            async with asyncio.timeout(self.server.ping_interval + self.server.ping_timeout):
-                first = await self.queue.get()
-        except (TimeoutError, asyncio.CancelledError):
-            raise exceptions.QueueEmpty() from None
-        return self._with_queued(first)
-
     async def _next_packets(self) -> list[Any]:
-        """The websocket writer's wait, without ``poll``'s timer: the reader ends a silent
-        connection (:class:`ReadDeadline`) and always queues None as its last act."""
-        return self._with_queued(await self.queue.get())
-
-    def _with_queued(self, first: Any) -> list[Any]:
-        """``first`` and the packets queued behind it; [] once the queue says stop (None)."""
+        """What engine.io's ``poll`` returns, without its timer: the next packet and those
+        queued behind it; [] once the queue says stop (None)."""
         queue = self.queue
+        first = await queue.get()
         queue.task_done()
         if first is None:
             return []
@@ -363,28 +246,14 @@ class LeanAsyncSocket(AsyncSocket):  # type: ignore[misc]
         while True:
             try:
                 pkt = queue.get_nowait()
-                queue.task_done()
-                if pkt is None:
-                    queue.put_nowait(None)
-                    break
-                packets.append(pkt)
             except asyncio.QueueEmpty:
                 break
+            queue.task_done()
+            if pkt is None:
+                queue.put_nowait(None)
+                break
+            packets.append(pkt)
         return packets
-
-    last_ping: float | None
-
-    def schedule_ping(self) -> None:
-        # only schedule a new ping if the previous ping wait cycle completed
-        if self.last_ping:
-            self.last_ping = None
-            asyncio.get_running_loop().call_later(self.server.ping_interval, self._ping_due)
-
-    def _ping_due(self) -> None:
-        if self.closing or self.closed:
-            return
-        self.last_ping = time.time()
-        self.queue.put_nowait(packet.Packet(packet.PING))
 
 
 class LeanEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
