@@ -16,6 +16,8 @@ def uvicorn_config(settings: GatewaySettings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         log_level="warning",
+        # uvicorn's records go to the root logger: configure_logging renders them.
+        log_config=None,
         access_log=False,
         lifespan="on",
         # uvicorn's websockets-sansio protocol, with lighter per-connection state.
