@@ -19,11 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import resource
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,9 +30,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.measure import cpu_seconds
+from benchmarks.node_clients import ClientProcs, raise_nofile, rss_kib
+from sockethub.devstack.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIENTS = ROOT / "benchmarks" / "js" / "clients.mjs"
 
 VARIANTS = [
     "lean",
@@ -133,80 +130,6 @@ def serve(variant: str, port: int) -> None:
     uvicorn.Server(config).run()
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-class Clients:
-    """``clients.mjs`` processes holding ``total`` Socket.IO clients, driven by JSON lines."""
-
-    def __init__(self, url: str, total: int, procs: int, tag: str) -> None:
-        self.url, self.tag = url, tag
-        self.shares = [total // procs + (i < total % procs) for i in range(procs)]
-        self.children: list[asyncio.subprocess.Process] = []
-
-    async def start(self) -> None:
-        node = shutil.which("node")
-        if node is None or not (CLIENTS.parent / "node_modules").is_dir():
-            raise SystemExit(f"needs node and `npm ci --prefix {CLIENTS.parent}`")
-        for i, share in enumerate(self.shares):
-            self.children.append(
-                await asyncio.create_subprocess_exec(
-                    node,
-                    str(CLIENTS),
-                    self.url,
-                    "/sockethub",
-                    str(share),
-                    f"{self.tag}{i}",
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    limit=64 * 1024 * 1024,
-                )
-            )
-        await self._answers(300)
-
-    async def _answers(self, within: float) -> list[dict[str, Any]]:
-        async def one(child: asyncio.subprocess.Process) -> dict[str, Any]:
-            assert child.stdout is not None
-            line = await child.stdout.readline()
-            if not line:
-                raise RuntimeError(f"client process {child.pid} ended early")
-            answer: dict[str, Any] = json.loads(line)
-            return answer
-
-        return list(await asyncio.wait_for(asyncio.gather(*map(one, self.children)), within))
-
-    async def command(self, command: dict[str, Any], within: float) -> list[dict[str, Any]]:
-        for child in self.children:
-            assert child.stdin is not None
-            child.stdin.write((json.dumps(command) + "\n").encode())
-            await child.stdin.drain()
-        return await self._answers(within)
-
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.command({"cmd": "quit"}, 60)
-        for child in self.children:
-            if child.returncode is None:
-                child.kill()
-            await child.wait()
-
-
-def raise_nofile() -> None:
-    """Lift the soft open-files limit to the hard one (each client holds a socket)."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def measure(variant: str, conns: int, procs: int, rate: int, seconds: int) -> dict[str, Any]:
     port = free_port()
     child = await asyncio.create_subprocess_exec(
@@ -229,7 +152,7 @@ async def measure(variant: str, conns: int, procs: int, rate: int, seconds: int)
                 await asyncio.sleep(0.1)
         # echoes first: their first-use allocations are not the idle connections' memory,
         # and they give the CPU per echo.
-        echoers = Clients(url, 50, 1, f"{variant}-e")
+        echoers = ClientProcs(url, 50, 1, f"{variant}-e")
         await echoers.start()
         await echoers.command({"cmd": "rate", "rate": rate, "duration": 3, "start_at": 0}, 120)
         cpu0 = cpu_seconds(child.pid)
@@ -242,7 +165,7 @@ async def measure(variant: str, conns: int, procs: int, rate: int, seconds: int)
         await echoers.close()
         await asyncio.sleep(3)
         base = rss_kib(child.pid)
-        idle = Clients(url, conns, procs, f"{variant}-i")
+        idle = ClientProcs(url, conns, procs, f"{variant}-i")
         await idle.start()
         await asyncio.sleep(5)  # the connects' garbage settles; a few pings go by
         rss = rss_kib(child.pid)

@@ -18,6 +18,9 @@ class _SockethubHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the root handler this module installed, so a second call replaces it."""
 
 
+_LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "aiokafka")
+
+
 def configure_logging(settings: CommonSettings, *, process: str) -> None:
     """JSON lines (or console lines) on stderr, each with ``process`` naming the emitter.
 
@@ -62,5 +65,11 @@ def configure_logging(settings: CommonSettings, *, process: str) -> None:
     for old in [h for h in root.handlers if isinstance(h, _SockethubHandler)]:
         root.removeHandler(old)
     root.addHandler(handler)
+    # A library that configured its own loggers (uvicorn does, unless told not to) would
+    # print plain text beside the JSON: its records go through the root handler instead.
+    for name in _LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        library.handlers.clear()
+        library.propagate = True
     # Libraries log chatty INFO records: only their warnings and errors are kept.
     root.setLevel(max(level, logging.WARNING))

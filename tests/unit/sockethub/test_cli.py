@@ -22,6 +22,14 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def _replay_against_a_closed_port(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sockethub.cli", "replay", "--kafka-bootstrap",
+         f"127.0.0.1:{free_port()}"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
 def test_version_prints_the_distribution_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main(["--version"])
@@ -38,11 +46,7 @@ def test_unknown_variables_are_one_warning_and_no_secret_is_shown(tmp_path: Path
         SOCKETHUB_TOPIC_PREFIXX="value-never-shown",
         SOCKETHUB_SECRET_FILE=str(secret),
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "sockethub.cli", "replay", "--kafka-bootstrap",
-         f"127.0.0.1:{free_port()}"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    proc = _replay_against_a_closed_port(env)
     assert proc.returncode == 1
     warning, error = proc.stderr.strip().splitlines()
     record = json.loads(warning)
@@ -62,10 +66,6 @@ def test_known_variables_raise_no_warning() -> None:
         SOCKETHUB_CONNECTION_GRACE="3",
         SOCKETHUB_CACHE_DIR="/tmp",
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "sockethub.cli", "replay", "--kafka-bootstrap",
-         f"127.0.0.1:{free_port()}"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    proc = _replay_against_a_closed_port(env)
     assert proc.returncode == 1
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
