@@ -27,8 +27,8 @@ class GatewaySettings(CommonSettings):
     max_payload: int = Field(262144, ge=1024, description="Largest accepted message, in bytes")
     ws_compression: bool = Field(
         False,
-        description="Negotiate permessage-deflate on websockets (about 40 KiB of zlib state "
-        "per connection)",
+        description="Negotiate permessage-deflate on websockets (each connection then "
+        "holds zlib state of its own, several times an idle connection's memory)",
     )
     produce_linger_ms: int = Field(
         5,
