@@ -12,7 +12,9 @@ The activity travels whole as JSON text (``activity``), so decoding gives
 back exactly the dict that was encoded; the typed audit fields beside it are
 derived from it and are not read back. With a key ring, the JSON text and the
 error text are sealed (``sealed``) and the content-bearing audit fields are
-left null; routing fields stay clear.
+left null; routing fields stay clear but are bound to the seal (see
+``schemas.logcrypt`` for the binding revisions), and records that are not
+sealed are refused.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from schemas.avro_fast import Reader, Writer, compile_reader, compile_writer
 from schemas.envelopes import JSONDict, PlatformEvent, Record, Request, RequestKind, Result
 from schemas.logcrypt import (
+    BINDING_V2,
     CodecError,
     DecryptionError,
     KeyRing,
     MissingKeyError,
+    UnsealedRecordError,
     associated_data,
 )
 from schemas.registry import SchemaRegistry, SchemaRegistryError, subject_for
@@ -53,6 +57,7 @@ __all__ = [
     "CodecError",
     "DecryptionError",
     "MissingKeyError",
+    "UnsealedRecordError",
     "history_revisions",
     "load_schema",
     "schema_fingerprint",
@@ -176,6 +181,21 @@ def _text(value: object) -> str | None:
     if value.isascii():
         return value
     return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def _binding_v2(
+    kind: Kind,
+    session_id: str,
+    record_id: str,
+    platform: str,
+    verb: str,
+    request_kind: str | None,
+    reply_route: str,
+) -> tuple[str | None, ...]:
+    """Revision-2 associated data: every field a consumer routes or acts on.
+    ``request_kind`` is None for results and events, which have no such field."""
+    name = _current(kind)[2]
+    return (BINDING_V2, name, session_id, record_id, platform, verb, request_kind, reply_route)
 
 
 def _audit(activity: JSONDict, sealed: bool) -> dict[str, Any]:
@@ -315,8 +335,16 @@ class Codec:
             if kind != "request":
                 fields["error"] = error
             return fields
-        name = _current(kind)[2]
-        aad = (name, record.session_id, record_id, record.platform, record.verb)
+        request_kind = RequestKind(record.kind).value if isinstance(record, Request) else None
+        aad = _binding_v2(
+            kind,
+            record.session_id,
+            record_id,
+            record.platform,
+            record.verb,
+            request_kind,
+            record.reply_route,
+        )
         key_id, sealed_body = self._keyring.encrypt(body, associated_data(*aad, "activity"))
         sealed: dict[str, Any] = {"key_id": key_id, "activity": sealed_body}
         if kind != "request":
@@ -433,14 +461,28 @@ class Codec:
             text = datum["activity"]
             if text is None:
                 raise CodecError(f"{kind} record carries neither activity nor sealed payload")
+            if self._keyring is not None:
+                raise UnsealedRecordError(
+                    f"unsealed {kind} record refused: payload keys are set, so every record "
+                    "must be sealed"
+                )
             return _loads(text), error
         key_id = sealed["key_id"]
         if self._keyring is None:
             raise MissingKeyError(key_id)
-        aad = (_current(kind)[2], datum["session_id"], record_id, datum["platform"], datum["verb"])
-        activity = _loads(
-            self._keyring.decrypt(key_id, sealed["activity"], associated_data(*aad, "activity"))
-        )
+        routing = (datum["session_id"], record_id, datum["platform"], datum["verb"])
+        aad = _binding_v2(kind, *routing, datum.get("kind"), datum["reply_route"])
+        try:
+            body = self._keyring.decrypt(
+                key_id, sealed["activity"], associated_data(*aad, "activity")
+            )
+        except DecryptionError:
+            # Sealed before binding revision 2 (or tampered: then this fails too).
+            aad = (_current(kind)[2], *routing)
+            body = self._keyring.decrypt(
+                key_id, sealed["activity"], associated_data(*aad, "activity")
+            )
+        activity = _loads(body)
         sealed_error = sealed.get("error")
         if sealed_error is not None:
             raw = self._keyring.decrypt(key_id, sealed_error, associated_data(*aad, "error"))

@@ -7,7 +7,21 @@ once the topics' retention has expired everything it sealed.
 
 Sealed bytes are ``nonce (12) + AES-GCM ciphertext and tag``. The associated
 data binds the ciphertext to its record's routing fields, so a payload copied
-into another record (another session, activity or platform) fails to open.
+into another record (another session, activity or platform), or a record whose
+routing fields were altered, fails to open.
+
+Binding revisions (the codec builds the associated data): revision 1 bound the
+schema name, session id, record id, platform and verb. Revision 2, written
+today, also binds the request kind and the reply route, and starts with the tag
+``BINDING_V2``. Readers try revision 2 and fall back to revision 1, so records
+sealed before the upgrade stay readable until retention expires them; a
+revision-2 ciphertext never opens under revision-1 data (the tag differs), so
+the fallback cannot be used to strip the new binding from a new record. No
+schema field carries the revision: it would be unauthenticated anyway.
+
+With a key ring, unsealed records are refused (``UnsealedRecordError``): anyone
+who can write to a topic could otherwise inject plaintext records that no key
+vouches for.
 
 The codec's error types live here because decryption raises them too;
 ``schemas.codec`` re-exports them.
@@ -30,6 +44,8 @@ NONCE_BYTES = 12
 _TAG_BYTES = 16
 _KEY_SIZES = (16, 24, 32)
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+BINDING_V2 = "sockethub-seal-v2"
+"""First item of revision-2 associated data; revision 1 started with a schema name."""
 
 
 class CodecError(Exception):
@@ -46,6 +62,10 @@ class MissingKeyError(CodecError):
 
 class DecryptionError(CodecError):
     """A sealed payload failed authentication (tampered, or moved to another record)."""
+
+
+class UnsealedRecordError(CodecError):
+    """A record carries its payload in clear although payload keys are set."""
 
 
 class KeyRingError(ValueError):

@@ -3,18 +3,21 @@ from __future__ import annotations
 import base64
 import io
 import os
+from typing import Any
 
+import orjson
 import pytest
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from pydantic import SecretStr
 
 from schemas.codec import Codec, load_schema, schema_fingerprint
-from schemas.envelopes import Request, Result
+from schemas.envelopes import PlatformEvent, Record, Request, RequestKind, Result
 from schemas.logcrypt import (
     DecryptionError,
     KeyRing,
     KeyRingError,
     MissingKeyError,
+    UnsealedRecordError,
     associated_data,
 )
 from tests.unit.schemas.codec_fixtures import KEY_A, KEY_B
@@ -26,8 +29,13 @@ ACTIVITY = {
 }
 
 
-def request(**overrides: str) -> Request:
-    fields = {"session_id": "s1", "reply_route": "r", "platform": "xmpp", "verb": "send"}
+def request(**overrides: Any) -> Request:
+    fields: dict[str, Any] = {
+        "session_id": "s1",
+        "reply_route": "r",
+        "platform": "xmpp",
+        "verb": "send",
+    }
     fields.update(overrides)
     return Request(activity=ACTIVITY, **fields)
 
@@ -85,17 +93,25 @@ def test_associated_data_binds() -> None:
     assert associated_data("a,b", "c") != associated_data("a", "b,c")
 
 
-def _tamper(value: bytes, kind: str, **changes: str) -> bytes:
-    schema = parse_schema(load_schema(kind), named_schemas={})
+def _tamper(value: bytes, record_type: str, **changes: Any) -> bytes:
+    schema = parse_schema(load_schema(record_type), named_schemas={})
     datum = schemaless_reader(io.BytesIO(value[10:]), schema)
     datum.update(changes)
     out = io.BytesIO()
     schemaless_writer(out, schema, datum)
-    return b"\xc3\x01" + schema_fingerprint(load_schema(kind)) + out.getvalue()
+    return b"\xc3\x01" + schema_fingerprint(load_schema(record_type)) + out.getvalue()
 
 
 @pytest.mark.parametrize(
-    "field", [("session_id", "other"), ("platform", "irc"), ("activity_id", "x"), ("verb", "join")]
+    "field",
+    [
+        ("session_id", "other"),
+        ("platform", "irc"),
+        ("activity_id", "x"),
+        ("verb", "join"),
+        ("reply_route", "t.replies.elsewhere"),
+        ("kind", "session_closed"),
+    ],
 )
 def test_tampered_routing_field_fails(field: tuple[str, str]) -> None:
     codec = Codec(KeyRing.parse(f"k1:{KEY_A}"))
@@ -105,13 +121,67 @@ def test_tampered_routing_field_fails(field: tuple[str, str]) -> None:
         codec.decode(_tamper(value, "request", **dict([field])))
 
 
+@pytest.mark.parametrize("kind", ["result", "event"])
+def test_a_reply_whose_route_was_altered_fails(kind: str) -> None:
+    codec = Codec(KeyRing.parse(f"k1:{KEY_A}"))
+    reply: Record = (
+        Result("a1", "s1", "t.replies.gw", "xmpp", "send", ACTIVITY, error="boom")
+        if kind == "result"
+        else PlatformEvent("s1", "t.replies.gw", "xmpp", "send", ACTIVITY, error="boom")
+    )
+    value = codec.encode(reply)[0]
+    assert codec.decode(_tamper(value, kind)) == codec.decode(value)
+    with pytest.raises(DecryptionError):
+        codec.decode(_tamper(value, kind, reply_route="t.replies.other"))
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        request(),
+        Result("a1", "s1", "r", "xmpp", "send", ACTIVITY),
+        PlatformEvent("s1", "r", "xmpp", "send", ACTIVITY),
+    ],
+    ids=["request", "result", "event"],
+)
+def test_unsealed_records_are_refused_when_keys_are_set(record: Record) -> None:
+    plain = Codec().encode(record)[0]
+    assert Codec().decode(plain) == record
+    with pytest.raises(UnsealedRecordError, match=r"unsealed .* refused: payload keys are set"):
+        Codec(KeyRing.parse(f"k1:{KEY_A}")).decode(plain)
+
+
+def _seal_v1(record: Request | Result, kind: str, name: str, record_id: str) -> bytes:
+    """``record`` as a codec before binding revision 2 sealed it (no kind, no reply route)."""
+    ring = KeyRing.parse(f"k1:{KEY_A}")
+    aad = (name, record.session_id, record_id, record.platform, record.verb)
+    _, body = ring.encrypt(orjson.dumps(record.activity), associated_data(*aad, "activity"))
+    sealed: dict[str, object] = {"key_id": "k1", "activity": body}
+    if isinstance(record, Result):
+        error = record.error or ""
+        sealed["error"] = ring.encrypt(error.encode(), associated_data(*aad, "error"))[1]
+    return _tamper(Codec().encode(record)[0], kind, activity=None, sealed=sealed)
+
+
+def test_records_sealed_with_binding_revision_1_still_open() -> None:
+    codec = Codec(KeyRing.parse(f"k1:{KEY_A}"))
+    old_request = request(kind=RequestKind.CREDENTIALS)
+    value = _seal_v1(old_request, "request", "org.sockethub.v1.Request", old_request.activity_id)
+    assert codec.decode(value) == old_request
+    old_result = Result("a1", "s1", "r", "xmpp", "send", ACTIVITY, error="Error: boom")
+    value = _seal_v1(old_result, "result", "org.sockethub.v1.Result", "a1")
+    assert codec.decode(value) == old_result
+    with pytest.raises(DecryptionError):
+        codec.decode(_tamper(value, "result", session_id="other"))
+
+
 def test_sealed_payload_cannot_move_to_another_record() -> None:
     codec = Codec(KeyRing.parse(f"k1:{KEY_A}"))
     schema = parse_schema(load_schema("request"), named_schemas={})
     first = schemaless_reader(io.BytesIO(codec.encode(request(session_id="a"))[0][10:]), schema)
     second_value = codec.encode(request(session_id="b"))[0]
     second = schemaless_reader(io.BytesIO(second_value[10:]), schema)
-    moved = _tamper(second_value, "request", **{"sealed": first["sealed"]})  # type: ignore[arg-type]
+    moved = _tamper(second_value, "request", sealed=first["sealed"])
     assert second["sealed"] != first["sealed"]
     with pytest.raises(DecryptionError):
         codec.decode(moved)
