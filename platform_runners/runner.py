@@ -372,11 +372,30 @@ class Runner:
             if not isinstance(record, Request):
                 self._dead_letter_raw(tp, message, f"not a request: {type(record).__name__}")
                 continue
+            if not self.layout.is_reply_topic(record.reply_route):
+                # Answering would write to whatever topic the record names (another
+                # platform's requests, say); nobody can be answered safely.
+                route = record.reply_route[:120]
+                self._dead_letter_raw(
+                    tp,
+                    message,
+                    f"reply route {route!r} is not a reply topic of this deployment",
+                    event="runner.request.foreign_reply_route",
+                )
+                continue
             self.lanes.submit((tp.partition, record.session_id), Work(tp, message.offset, record))
 
-    def _dead_letter_raw(self, tp: TopicPartition, message: ConsumerRecord, error: str) -> None:
+    def _dead_letter_raw(
+        self,
+        tp: TopicPartition,
+        message: ConsumerRecord,
+        error: str,
+        *,
+        event: str = "runner.request.undecodable",
+    ) -> None:
+        """Dead-letter ``message`` as it was read, unanswered."""
         assert self._committer is not None
-        self.log.error("runner.request.undecodable", partition=tp.partition, offset=message.offset)
+        self.log.error(event, partition=tp.partition, offset=message.offset)
         out = self.answers.dead_letter_raw(tp, message, error)
         metrics.REQUESTS.labels(self.platform_id, "dead_letter").inc()
         self._committer.add(Completion(tp, message.offset, [out]))

@@ -121,6 +121,13 @@ class TopicLayout:
         """A regex (for ``subscribe(pattern=...)``) that matches every reply topic."""
         return rf"^{re.escape(self.prefix)}\.replies\.[A-Za-z0-9-]+$"
 
+    def is_reply_topic(self, name: str) -> bool:
+        """Whether ``name`` is a reply topic of this deployment (any gateway's): the only
+        topics a runner may answer to, whatever route a request names."""
+        return (
+            len(name) <= MAX_TOPIC_LENGTH and re.fullmatch(self.reply_pattern(), name) is not None
+        )
+
     def dead_letters(self, platform: str) -> str:
         return validate_topic_name(f"{self.prefix}.deadletter.{_platform(platform)}")
 

@@ -5,15 +5,19 @@ what is left."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError
+from structlog.testing import capture_logs
 
 from gateway.kafka_bridge import DeliveryError, KafkaBridge
 from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings
+from schemas.codec import Codec as RealCodec
 from schemas.envelopes import Record, Request, Result
+from schemas.logcrypt import KeyRing
 
 
 class Codec:
@@ -145,3 +149,25 @@ async def test_stop_drops_the_requests_left() -> None:
     bridge._consumer = None
     await bridge.stop()
     assert pending.dropped == 1 and bridge.pending == 0
+
+
+async def test_with_log_keys_an_unsealed_reply_is_dropped_and_logged() -> None:
+    keys = "k1:" + base64.b64encode(bytes(32)).decode()
+    bridge = KafkaBridge(
+        GatewaySettings(log_keys=keys),
+        gateway_id="gw",
+        platforms=["dummy"],
+        metrics=GatewayMetrics(),
+    )
+    bridge._producer = Producer(bridge)  # type: ignore[assignment]
+    pending = pending_echo()
+    await bridge.submit(pending, "s1")
+    forged = RealCodec().encode(result_for(pending))
+    with capture_logs() as logs:
+        await bridge._dispatch(*forged)
+    assert pending.results == [] and bridge.pending == 1
+    (failed,) = [e for e in logs if e["event"] == "reply_decode_failed"]
+    assert "unsealed result record refused" in failed["error"]
+    sealed = RealCodec(KeyRing.parse(keys)).encode(result_for(pending))
+    await bridge._dispatch(*sealed)
+    assert len(pending.results) == 1 and bridge.pending == 0

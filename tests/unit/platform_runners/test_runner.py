@@ -34,6 +34,7 @@ from schemas.envelopes import JSONDict, PlatformEvent, Record, Request, RequestK
 from schemas.platform_registry import PlatformDescriptor, PlatformRegistry, canonical_context
 from schemas.topics import TopicLayout
 from sockethub.runtime.codecs import codec_from_settings
+from tests.unit.schemas.codec_fixtures import KEY_A
 
 REPLIES = "t.replies.gw"
 EXIT_CODE = "137"
@@ -437,6 +438,8 @@ class Harness:
         *,
         partition: int = 0,
         kind: RequestKind = RequestKind.ACTIVITY,
+        reply_route: str = REPLIES,
+        codec: Codec | None = None,
     ) -> Request:
         activity: JSONDict = {
             "@context": canonical_context("dummy"),
@@ -446,14 +449,14 @@ class Harness:
         }
         request = Request(
             session_id=session,
-            reply_route=REPLIES,
+            reply_route=reply_route,
             platform="dummy",
             verb=verb,
             activity=activity,
             correlation_id=f"{session}-{n}",
             kind=kind,
         )
-        value, headers = self.codec.encode(request)
+        value, headers = (codec or self.codec).encode(request)
         self.kafka.append(partition, value, headers, session.encode())
         return request
 
@@ -663,6 +666,39 @@ async def test_an_undecodable_record_is_dead_lettered_as_it_was(harness: Any) ->
     assert dead.value == b"not avro"
     assert dict(dead.headers)["sockethub-error"].startswith(b"undecodable request")
     assert h.answered() == ["a-1"]
+
+
+@pytest.mark.parametrize(
+    "route", ["t.requests.dummy", "t.deadletter.dummy", "other.replies.gw", "t.audit"]
+)
+async def test_a_request_routed_outside_the_reply_topics_is_dead_lettered(
+    harness: Any, route: str
+) -> None:
+    h = harness()
+    h.request("evil", 1, reply_route=route)
+    h.request("a", 1)
+    await h.start()
+    await eventually(lambda: h.committed() == OffsetAndMetadata(2, ""))
+    assert {s.topic for s in h.kafka.produced} == {REPLIES, h.dead_letters}
+    (dead,) = [s for s in h.kafka.produced if s.topic == h.dead_letters]
+    error = dict(dead.headers)["sockethub-error"]
+    assert error == f"reply route {route!r} is not a reply topic of this deployment".encode()
+    assert h.answered() == ["a-1"]
+    assert h.script.started == ["a-1"]
+
+
+async def test_an_unsealed_request_is_dead_lettered_when_keys_are_set(harness: Any) -> None:
+    h = harness(log_keys=f"k1:{KEY_A}")
+    h.request("plain", 1, codec=Codec())
+    h.request("a", 1)
+    await h.start()
+    await eventually(lambda: h.committed() == OffsetAndMetadata(2, ""))
+    (dead,) = [s for s in h.kafka.produced if s.topic == h.dead_letters]
+    assert dict(dead.headers)["sockethub-error"].startswith(
+        b"undecodable request: unsealed request record refused"
+    )
+    assert h.answered() == ["a-1"]
+    assert h.script.started == ["a-1"]
 
 
 async def test_finished_offsets_above_the_commit_point_are_skipped_after_a_restart(

@@ -72,6 +72,24 @@ def test_reply_pattern() -> None:
     assert not pattern.match("a.b.replies.gw-1.extra")
 
 
+def test_is_reply_topic() -> None:
+    layout = TopicLayout(SETTINGS)
+    assert layout.is_reply_topic(layout.replies("gw-1"))
+    assert layout.is_reply_topic(layout.replies("pod_7.example"))
+    for name in (
+        layout.requests("irc"),
+        layout.dead_letters("irc"),
+        layout.connections("irc"),
+        layout.audit(),
+        "other.replies.gw-1",
+        f"{layout.prefix}.replies.",
+        f"{layout.prefix}.replies.gw.x",
+        f"{layout.prefix}.replies.gw\n",
+        f"{layout.prefix}.replies." + "g" * 250,
+    ):
+        assert not layout.is_reply_topic(name), name
+
+
 @pytest.mark.parametrize("gateway_id", ["gw_1", "gw.1", "gw 1", "пасха", "x" * 300, "___", "a/b"])
 def test_gateway_ids_are_sanitised(gateway_id: str) -> None:
     name = TopicLayout(SETTINGS).replies(gateway_id)
