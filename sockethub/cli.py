@@ -69,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--format", choices=["table", "json"], default="table")
     replay.add_argument("--follow", action="store_true", help="keep printing new records")
     replay.add_argument("--to-topic", help="re-drive the selected requests into this topic")
+    replay.add_argument(
+        "--force", action="store_true",
+        help="let --to-topic write into this deployment's live request, reply or connection "
+        "topics",
+    )  # fmt: skip
     add_settings_flags(replay, CommonSettings)
 
     runners = sub.add_parser("runners", help="supervise one runner process per enabled platform")
@@ -145,16 +150,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         _start(runner_settings, f"runner:{args.platform}", kafka=usable, redis=usable)
         return run_runner(runner_settings, args.platform)
     if args.command == "replay":
-        from sockethub.replay import RECORD_TYPES, Filters, run
+        from sockethub.replay import RECORD_TYPES, Filters, check_target, run
 
         filters = Filters(
             session=args.session, actor=args.actor, platform=args.platform,
             types=frozenset(args.types or RECORD_TYPES), since=args.since, until=args.until,
         )  # fmt: skip
         replay_settings = settings_from_args(CommonSettings, args)
+        check_target(replay_settings, args.to_topic, force=args.force)
         _start(replay_settings, "replay", redis=False)
         return run(replay_settings, filters, fmt=args.format, follow=args.follow,
-                   to_topic=args.to_topic)  # fmt: skip
+                   to_topic=args.to_topic, force=args.force)  # fmt: skip
     if args.command == "runners":
         from sockethub.dev import run_runners
 

@@ -4,7 +4,10 @@ Requests, results and platform events (and the redacted credentials records)
 are read from every request, reply and audit topic of one topic prefix, with
 ``read_committed`` isolation, filtered, and printed in time order. It never
 writes unless ``--to-topic`` is given, and then only re-drives the selected
-requests into that topic, for a dry run against a test deployment.
+requests into that topic, for a dry run against a test deployment. A topic that
+this deployment's own processes consume (its request, reply and connection
+topics) is refused unless ``--force`` is given: re-driven requests there would
+be run, or answered, again for real.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 
-from schemas.codec import CodecError, MissingKeyError
+from schemas.codec import CodecError, MissingKeyError, UnsealedRecordError
 from schemas.envelopes import PlatformEvent, Record, Request, RequestKind, Result
 from schemas.topics import TopicLayout
 from sockethub.devstack.errors import StackError
@@ -184,6 +187,30 @@ def log_topics(layout: TopicLayout, existing: Iterable[str], platform: str | Non
     return chosen
 
 
+def live_topic(layout: TopicLayout, topic: str) -> str | None:
+    """What ``topic`` is, when this deployment's processes consume it; else None."""
+    prefix = re.escape(layout.prefix)
+    if re.fullmatch(rf"{prefix}\.requests\..+", topic):
+        return "a live request topic of this deployment: its runners would run them"
+    if layout.is_reply_topic(topic):
+        return "a reply topic of this deployment: a gateway reads it"
+    if re.fullmatch(rf"{prefix}\.connections\..+", topic):
+        return "a connection-state topic of this deployment: runners restore it"
+    return None
+
+
+def check_target(settings: CommonSettings, to_topic: str | None, *, force: bool) -> None:
+    """Refuse a live ``--to-topic`` (StackError) unless ``force``; before any connection."""
+    if to_topic is None or force:
+        return
+    reason = live_topic(TopicLayout(settings), to_topic)
+    if reason is not None:
+        raise StackError(
+            f"refusing to re-drive requests into {to_topic}, {reason}; "
+            "pass --force to write there anyway"
+        )
+
+
 class Replayer:
     def __init__(self, settings: CommonSettings, filters: Filters) -> None:
         self.settings = settings
@@ -191,22 +218,27 @@ class Replayer:
         self.layout = TopicLayout(settings)
         self.codec = codec_from_settings(settings)
         self.missing_keys: set[str] = set()
+        self.unsealed = 0
         self.undecodable = 0
 
     def _decode(self, msg: Any) -> Entry | None:
         when = datetime.fromtimestamp(msg.timestamp / 1000, UTC)
         try:
             record = self.codec.decode(msg.value, msg.headers)
-        except MissingKeyError as err:
-            self.missing_keys.add(err.key_id)
+        except (MissingKeyError, UnsealedRecordError) as err:
+            if isinstance(err, MissingKeyError):
+                self.missing_keys.add(err.key_id)
+                problem = f"payload sealed with key {err.key_id!r}, not in the key ring"
+            else:
+                self.unsealed += 1
+                problem = "payload not sealed: refused while SOCKETHUB_LOG_KEYS is set"
             headers = {k: v.decode(errors="replace") for k, v in msg.headers or ()}
-            problem = f"payload sealed with key {err.key_id!r}, not in the key ring"
             return Entry(
                 msg.topic,
                 msg.partition,
                 msg.offset,
                 when,
-                "sealed",
+                "sealed" if isinstance(err, MissingKeyError) else "unsealed",
                 None,
                 None,
                 None,
@@ -352,9 +384,11 @@ async def replay(
     fmt: Literal["table", "json"] = "table",
     follow: bool = False,
     to_topic: str | None = None,
+    force: bool = False,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
+    check_target(settings, to_topic, force=force)
     replayer = Replayer(settings, filters)
     producer: AIOKafkaProducer | None = None
     if to_topic is not None:
@@ -392,6 +426,12 @@ async def replay(
         print(
             f"sockethub replay: some payloads are sealed with keys not in SOCKETHUB_LOG_KEYS: "
             f"{ids}",
+            file=err,
+        )
+    if replayer.unsealed:
+        print(
+            f"sockethub replay: {replayer.unsealed} records were not sealed although "
+            "SOCKETHUB_LOG_KEYS is set; they were not decoded",
             file=err,
         )
     if replayer.undecodable:

@@ -13,11 +13,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import SecretStr
 
 from schemas.envelopes import PlatformEvent, Record, Request, RequestKind, Result
 from schemas.topics import TopicLayout
+from sockethub.devstack.errors import StackError
 from sockethub.replay import Filters, replay
 from sockethub.runtime.codecs import codec_from_settings
 from sockethub.runtime.kafka_clients import ensure_topics
@@ -183,6 +184,32 @@ async def test_redrive_into_another_topic(deployment: tuple[CommonSettings, dict
     assert [r.activity_id for r in got if isinstance(r, Request)] == [
         r.activity_id for r in data["bob"][::2]
     ]
+
+
+async def test_redrive_into_a_live_request_topic_needs_force(
+    deployment: tuple[CommonSettings, dict],
+) -> None:
+    settings, _ = deployment
+    live = TopicLayout(settings).requests("dummy")
+    before = await _end_offsets(settings, live)
+    with pytest.raises(StackError, match="live request topic"):
+        await _run(settings, Filters(session="session-bob"), to_topic=live)
+    assert await _end_offsets(settings, live) == before
+    _, err = await _run(settings, Filters(session="session-bob"), to_topic=live, force=True)
+    assert "3 requests re-driven" in err
+    assert sum((await _end_offsets(settings, live)).values()) == sum(before.values()) + 3
+
+
+async def _end_offsets(settings: CommonSettings, topic: str) -> dict[int, int]:
+    """End offsets of a request topic (it has ``request_partitions`` partitions)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(settings.request_partitions)]
+        ends = await consumer.end_offsets(parts)
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
 
 
 def test_cli_table_output(deployment: tuple[CommonSettings, dict]) -> None:
