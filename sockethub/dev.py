@@ -131,6 +131,9 @@ def run_dev(settings: GatewaySettings, *, state_dir: str, ports: DevPorts = DevP
             ensure_topics(settings, layout.specs(settings.platform_ids(), [settings.gateway_id]))
         )
         _export(settings)
+        if "dummy_faults" not in settings.model_fields_set:
+            # A local stack is where the fault verbs are tried out; a deployment leaves them off.
+            os.environ["SOCKETHUB_DUMMY_FAULTS"] = "true"
         sup = Supervisor(on_exit=_crash_recorder(settings))
         sup.add("gateway", python_cmd("gateway"))
         for platform in settings.platform_ids():
