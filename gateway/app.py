@@ -35,7 +35,7 @@ LANDING = """<!doctype html><html><head><meta charset="utf-8"><title>Sockethub</
 def create_app(settings: GatewaySettings) -> ASGIApp:
     """Starlette for HTTP, python-socketio at ``settings.path`` in front of it."""
     metrics = GatewayMetrics()
-    registry = PlatformRegistry(settings.platform_ids())
+    registry = PlatformRegistry(settings.platform_ids(), dummy_faults=settings.dummy_faults)
     redis = redis_client(settings.redis_url)
     store = CredentialStore(
         redis, settings.secret, prefix=settings.topic_prefix, ttl=settings.credentials_ttl

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from platform_runners.platform import Context, Handler, Platform, PlatformError
 from schemas.envelopes import JSONDict
+from schemas.platform_registry import DUMMY_FAULT_VERBS
 
 PLATFORM_ACTOR: JSONDict = {"id": "dummy", "type": "platform"}
 
@@ -23,15 +24,17 @@ class DummyPlatform(Platform):
     name = "dummy"
 
     def handlers(self) -> Mapping[str, Handler]:
-        return {
+        """The fault verbs only with ``SOCKETHUB_DUMMY_FAULTS``: any client could use them."""
+        handlers: dict[str, Handler] = {
             "echo": self.echo,
             "greet": self.greet,
             "fail": self.fail,
             "throw": self.fail,
-            "hang": self.hang,
-            "exit1": self.exit1,
-            "sigkill": self.sigkill,
         }
+        if self.settings.dummy_faults:
+            # Each fault verb's handler is the method of the same name, as the schema lists it.
+            handlers.update({verb: getattr(self, verb) for verb in DUMMY_FAULT_VERBS})
+        return handlers
 
     async def echo(self, ctx: Context) -> JSONDict:
         """The request, answered by the platform and addressed back to its actor."""

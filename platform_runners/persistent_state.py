@@ -7,12 +7,16 @@ partition number as the request that opened the connection, so the runner
 that owns request partition ``p`` finds its connections in partition ``p``.
 
 Values are JSON, never credentials: they name the session whose stored
-credentials to use, not the secret.
+credentials to use, not the secret. They still say who talks where (sessions, servers,
+nicks, rooms), so with ``SOCKETHUB_LOG_KEYS`` set they are sealed like request payloads,
+bound to their topic and key; a runner with keys then ignores unsealed or moved records.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import time
@@ -23,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from schemas.envelopes import JSONDict
+from schemas.logcrypt import CodecError, KeyRing, associated_data
 from schemas.topics import TopicLayout
 from sockethub.runtime.kafka_clients import client_kwargs
 from sockethub.runtime.settings import CommonSettings
@@ -47,19 +52,56 @@ class StateStore(Protocol):
         """The live (not tombstoned) records of these partitions, latest value per key."""
 
 
-def encode_state(value: JSONDict) -> bytes:
-    return json.dumps(
-        {**value, "v": STATE_VERSION}, separators=(",", ":"), ensure_ascii=False
-    ).encode()
+class StateSealError(ValueError):
+    """A state record is sealed without a key ring here, or unsealed where one is required."""
 
 
-def decode_state(raw: bytes | None) -> JSONDict | None:
+def _state_aad(topic: str, key: bytes) -> bytes:
+    return associated_data("connections", topic, key.decode("utf-8", "replace"))
+
+
+def _json(value: JSONDict) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_state(
+    value: JSONDict, *, ring: KeyRing | None = None, topic: str = "", key: bytes = b""
+) -> bytes:
+    """The record value: plain JSON, or with ``ring`` a JSON envelope of the sealed JSON."""
+    plain = _json({**value, "v": STATE_VERSION})
+    if ring is None:
+        return plain
+    key_id, sealed = ring.encrypt(plain, _state_aad(topic, key))
+    return _json({"v": STATE_VERSION, "kid": key_id, "sealed": base64.b64encode(sealed).decode()})
+
+
+def decode_state(
+    raw: bytes | None, *, ring: KeyRing | None = None, topic: str = "", key: bytes = b""
+) -> JSONDict | None:
+    """The state in a record value; None for a tombstone or another version.
+
+    Raises ``ValueError`` (malformed, or sealed state without a ring, or plain state with
+    one) or ``CodecError`` (a seal that does not open for this topic and key)."""
     if raw is None:
         return None
     value = json.loads(raw)
     if not isinstance(value, dict) or value.get("v") != STATE_VERSION:
         return None
-    return value
+    sealed = value.get("sealed")
+    if sealed is None:
+        if ring is not None:
+            raise StateSealError("unsealed connection state where payload keys are set")
+        return value
+    if ring is None:
+        raise StateSealError("sealed connection state, and no payload keys to open it")
+    key_id = value.get("kid")
+    if not isinstance(key_id, str) or not isinstance(sealed, str):
+        raise StateSealError("malformed sealed connection state")
+    try:
+        data = base64.b64decode(sealed, validate=True)
+    except (binascii.Error, ValueError):
+        raise StateSealError("malformed sealed connection state") from None
+    return decode_state(ring.decrypt(key_id, data, _state_aad(topic, key)))
 
 
 class MemoryStateStore:
@@ -97,6 +139,7 @@ class KafkaStateStore:
     def __init__(self, settings: CommonSettings, platform: str) -> None:
         self._settings = settings
         self.topic = TopicLayout(settings).connections(platform)
+        self._ring = KeyRing.from_secret(settings.log_keys)
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -115,7 +158,11 @@ class KafkaStateStore:
     async def put(self, partition: int, key: bytes, value: JSONDict | None) -> None:
         if self._producer is None:
             raise RuntimeError("state store not started")
-        data = None if value is None else encode_state(value)
+        data = (
+            None
+            if value is None
+            else encode_state(value, ring=self._ring, topic=self.topic, key=key)
+        )
         await self._producer.send_and_wait(self.topic, data, key=key, partition=partition)
 
     async def load(self, partitions: set[int]) -> dict[bytes, JSONDict]:
@@ -158,9 +205,16 @@ class KafkaStateStore:
                     if message.key is None:
                         continue
                     try:
-                        latest[message.key] = decode_state(message.value)
-                    except ValueError:
-                        log.warning("persistent.state.undecodable", offset=message.offset)
+                        latest[message.key] = decode_state(
+                            message.value, ring=self._ring, topic=self.topic, key=message.key
+                        )
+                    except (ValueError, CodecError) as exc:
+                        # The key's earlier value stays: a forged record must not erase it.
+                        log.warning(
+                            "persistent.state.undecodable",
+                            offset=message.offset,
+                            error=type(exc).__name__,
+                        )
         log.info(
             "persistent.state.loaded",
             partitions=sorted(partitions),

@@ -34,7 +34,7 @@ def run_runner(settings: RunnerSettings, platform: str) -> int:
     configure_logging(settings, process=f"runner:{platform}")
     try:
         factory = load_platform(platform)
-        descriptor = PlatformRegistry([platform]).get(platform)
+        descriptor = PlatformRegistry([platform], dummy_faults=settings.dummy_faults).get(platform)
     except (UnknownPlatform, ValueError) as exc:
         print(f"sockethub runner: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -33,6 +33,8 @@ BASE_CONTEXT_URLS = (AS_CONTEXT_URL, SOCKETHUB_CONTEXT_URL)
 CONTEXT_VERSION = "1"
 ENTRY_POINT_GROUP = "sockethub.platform_schemas"
 BUILTIN_PLATFORMS = ("dummy", "feeds", "metadata", "irc", "xmpp")
+DUMMY_FAULT_VERBS = ("hang", "exit1", "sigkill")
+"""The dummy platform's verbs that stall or crash its runner: only where faults are wanted."""
 
 _PLATFORM_ID = re.compile(r"[a-z0-9][a-z0-9_.-]*", re.ASCII)
 _FRAGMENT_KEYS = frozenset({"properties", "required", "definitions", "description"})
@@ -287,9 +289,11 @@ def base_envelope() -> JSONDict:
     return envelope
 
 
-def _builtin_descriptor(platform_id: str) -> JSONDict:
+def _builtin_descriptor(platform_id: str, *, dummy_faults: bool = False) -> JSONDict:
     path = resources.files("schemas").joinpath("platforms", f"{platform_id}.json")
     raw: JSONDict = json.loads(path.read_text("utf-8"))
+    if platform_id == "dummy" and dummy_faults:
+        raw["verbs"] = [*raw["verbs"], *DUMMY_FAULT_VERBS]
     return raw
 
 
@@ -401,7 +405,14 @@ class PlatformRegistry:
     built-in's name replaces the built-in.
     """
 
-    def __init__(self, enabled: Iterable[str], *, server_version: str | None = None) -> None:
+    def __init__(
+        self,
+        enabled: Iterable[str],
+        *,
+        server_version: str | None = None,
+        dummy_faults: bool = False,
+    ) -> None:
+        """``dummy_faults`` adds :data:`DUMMY_FAULT_VERBS` to the built-in dummy platform."""
         ids = list(dict.fromkeys(enabled))
         third_party = _entry_point_descriptors(set(ids))
         self._platforms: dict[str, PlatformDescriptor] = {}
@@ -410,7 +421,8 @@ class PlatformRegistry:
                 source = f"entry point {ENTRY_POINT_GROUP}:{pid}"
                 descriptor = parse_descriptor(third_party[pid], source=source)
             elif pid in BUILTIN_PLATFORMS:
-                descriptor = parse_descriptor(_builtin_descriptor(pid), source=f"{pid}.json")
+                raw = _builtin_descriptor(pid, dummy_faults=dummy_faults)
+                descriptor = parse_descriptor(raw, source=f"{pid}.json")
             else:
                 raise ValueError(f"platform {pid} is enabled but has no schema descriptor")
             if descriptor.id != pid:

@@ -65,6 +65,14 @@ def _export(settings: BaseSettings) -> None:
         os.environ[variable] = str(value)
 
 
+def _default_dummy_faults(settings: BaseSettings) -> None:
+    """The children get the dummy's fault verbs unless the user chose (flag or variable).
+
+    A local stack is where they are tried out; a deployment leaves them off."""
+    if "dummy_faults" not in settings.model_fields_set:
+        os.environ["SOCKETHUB_DUMMY_FAULTS"] = "true"
+
+
 def _announce_when_up(settings: GatewaySettings, sup: Supervisor) -> None:
     url = f"http://{settings.host}:{settings.port}/"
     for _ in range(600):
@@ -131,6 +139,7 @@ def run_dev(settings: GatewaySettings, *, state_dir: str, ports: DevPorts = DevP
             ensure_topics(settings, layout.specs(settings.platform_ids(), [settings.gateway_id]))
         )
         _export(settings)
+        _default_dummy_faults(settings)
         sup = Supervisor(on_exit=_crash_recorder(settings))
         sup.add("gateway", python_cmd("gateway"))
         for platform in settings.platform_ids():

@@ -10,7 +10,9 @@ import logging
 import sys
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
+from sockethub.runtime.redaction import redact
 from sockethub.runtime.settings import CommonSettings
 
 
@@ -19,6 +21,25 @@ class _SockethubHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 _LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "aiokafka")
+
+# Frame locals hold message content and passwords: a traceback names frames, never values.
+_dict_tracebacks = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+
+# Processor bookkeeping, not logged data: left as they are.
+_UNTOUCHED = frozenset({"exc_info", "_record", "_from_structlog"})
+
+
+def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Replaces credentials anywhere in the event, nested structures and message text included.
+
+    Runs last before rendering, so it also sees what a traceback or a library's formatted
+    message added."""
+    return {
+        key: value if key in _UNTOUCHED else redact({key: value})[key]
+        for key, value in event_dict.items()
+    }
 
 
 def configure_logging(settings: CommonSettings, *, process: str) -> None:
@@ -29,7 +50,16 @@ def configure_logging(settings: CommonSettings, *, process: str) -> None:
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if settings.log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
+    )
+    # The console renderer prints a traceback given as text (a dict would break it); the plain
+    # formatter, like the dict one above, shows no locals.
+    tracebacks: structlog.typing.Processor = (
+        _dict_tracebacks
+        if settings.log_format == "json"
+        else structlog.processors.ExceptionRenderer()
     )
     stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
@@ -37,7 +67,8 @@ def configure_logging(settings: CommonSettings, *, process: str) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             stamp,
-            structlog.processors.dict_tracebacks,
+            tracebacks,
+            redact_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -55,7 +86,8 @@ def configure_logging(settings: CommonSettings, *, process: str) -> None:
         ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.dict_tracebacks,
+            tracebacks,
+            redact_secrets,
             renderer,
         ],
     )

@@ -223,6 +223,13 @@ class CommonSettings(EnvSettings):
         "dummy,feeds,metadata,irc,xmpp",
         description="Enabled platforms, comma-separated (gateways accept, `runners` starts them)",
     )
+    dummy_faults: bool = Field(
+        False,
+        description=(
+            "Give the dummy platform its fault verbs (hang, exit1, sigkill), which let any "
+            "client stall or crash a runner: for tests and `sockethub dev` only"
+        ),
+    )
     topic_prefix: str = Field("sockethub", description="Prefix of every topic name")
     request_partitions: int = Field(6, ge=1, description="Partitions of each request topic")
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics")

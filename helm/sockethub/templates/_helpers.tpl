@@ -100,8 +100,19 @@ checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha
 checksum/secret: {{ dict "s" .Values.secrets "r" .Values.redis "k" .Values.kafka.sasl | toJson | sha256sum }}
 {{- end }}
 
+{{/*
+Payload encryption is on unless the values say, on purpose, that it is off: a key ring in
+secrets.logKeys, or one in the existing Secret (its logKeysKey), or logKeys.disabled.
+*/}}
+{{- define "sockethub.requireLogKeys" -}}
+{{- if not (or .Values.secrets.logKeys .Values.secrets.existingSecret .Values.logKeys.disabled) }}
+{{- fail "payload keys are required: set secrets.logKeys (or the log-keys entry of secrets.existingSecret), or logKeys.disabled=true to store payloads in Kafka unencrypted on purpose" }}
+{{- end }}
+{{- end }}
+
 {{/* Environment of every container: the common ConfigMap plus the secret settings. */}}
 {{- define "sockethub.secretEnv" -}}
+{{- include "sockethub.requireLogKeys" . }}
 - name: SOCKETHUB_SECRET
   valueFrom:
     secretKeyRef:
@@ -112,7 +123,9 @@ checksum/secret: {{ dict "s" .Values.secrets "r" .Values.redis "k" .Values.kafka
     secretKeyRef:
       name: {{ include "sockethub.appSecretName" . }}
       key: {{ .Values.secrets.logKeysKey }}
+      {{- if .Values.logKeys.disabled }}
       optional: true
+      {{- end }}
 - name: SOCKETHUB_REDIS_URL
   valueFrom:
     secretKeyRef:

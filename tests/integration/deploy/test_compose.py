@@ -23,7 +23,8 @@ pytestmark = pytest.mark.timeout(2400)
 
 REPO = Path(__file__).resolve().parents[3]
 COMPOSE_DIR = REPO / "compose"
-PLATFORMS = ["dummy", "feeds", "metadata", "irc", "xmpp"]
+# The dummy test platform's runner comes only with the `dummy` profile.
+PLATFORMS = ["feeds", "metadata", "irc", "xmpp"]
 RUNNERS = {f"runner-{p}" for p in PLATFORMS}
 CORE = {"redpanda", "redis", "gateway"} | RUNNERS
 DEMO = {"ircd", "xmppd"}
@@ -80,7 +81,7 @@ def demo(compose_cmd: list[str], workdir: Path) -> Project:
 
 
 def test_config_is_valid(compose_cmd: list[str], workdir: Path) -> None:
-    for profiles in [(), ("demo",)]:
+    for profiles in [(), ("demo",), ("dummy",)]:
         result = compose(compose_cmd, workdir, "config", "--quiet", profiles=profiles)
         assert result.returncode == 0, result.stderr
 
@@ -89,6 +90,20 @@ def test_services(project: Project, demo: Project) -> None:
     assert set(project["services"]) == CORE
     assert set(demo["services"]) == CORE | DEMO
     assert project["name"] == "sockethub"
+
+
+def test_dummy_platform_is_off_by_default(
+    compose_cmd: list[str], workdir: Path, project: Project
+) -> None:
+    gateway = project["services"]["gateway"]["environment"]
+    assert gateway["SOCKETHUB_PLATFORMS"] == ",".join(PLATFORMS)
+    for service in project["services"].values():
+        assert "SOCKETHUB_DUMMY_FAULTS" not in service.get("environment", {})
+    with_dummy = render(compose_cmd, workdir, "dummy")
+    assert set(with_dummy["services"]) == CORE | {"runner-dummy"}
+    runner = with_dummy["services"]["runner-dummy"]
+    assert runner["entrypoint"][2].startswith("exec sockethub runner --platform dummy ")
+    assert "SOCKETHUB_DUMMY_FAULTS" not in runner["environment"]
 
 
 def test_one_scalable_runner_service_per_platform(project: Project) -> None:

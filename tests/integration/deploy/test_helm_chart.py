@@ -29,6 +29,11 @@ REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "helm" / "sockethub"
 FULL_VALUES = REPO / "helm" / "values-full.yaml"
 PLATFORMS = {"dummy", "feeds", "metadata", "irc", "xmpp"}
+# The dummy test platform is off unless the values turn it on (values-full.yaml does).
+DEFAULT_PLATFORMS = PLATFORMS - {"dummy"}
+# The chart's defaults need one choice made: payload keys, or none on purpose. "default"
+# renders below make the second one, so that they render what values.yaml says otherwise.
+NO_KEYS = ("--set", "logKeys.disabled=true")
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest
 # that kubernetes-validate knows.
 K8S_VERSIONS = ["1.25.0", kubernetes_validate.latest_version()]
@@ -86,7 +91,7 @@ def container_env(deployment: Manifest) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def default_docs(helm_bin: Path) -> list[Manifest]:
-    return render(helm_bin)
+    return render(helm_bin, *NO_KEYS)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +102,7 @@ def full_docs(helm_bin: Path) -> list[Manifest]:
 # --- lint and schema validation -------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", [[], ["-f", str(FULL_VALUES)]], ids=["default", "full"])
+@pytest.mark.parametrize("values", [[*NO_KEYS], ["-f", str(FULL_VALUES)]], ids=["default", "full"])
 def test_helm_lint_is_clean(helm_bin: Path, values: list[str]) -> None:
     result = _helm(helm_bin, "lint", "--strict", str(CHART), *values)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -128,7 +133,7 @@ def test_one_runner_deployment_per_enabled_platform(
     helm_bin: Path, default_docs: list[Manifest]
 ) -> None:
     runners = runner_deployments(default_docs)
-    assert set(runners) == PLATFORMS
+    assert set(runners) == DEFAULT_PLATFORMS
     for platform, dep in runners.items():
         (container,) = dep["spec"]["template"]["spec"]["containers"]
         assert container["args"] == ["runner", "--platform", platform]
@@ -137,8 +142,9 @@ def test_one_runner_deployment_per_enabled_platform(
         instance = next(e for e in container["env"] if e["name"] == "SOCKETHUB_INSTANCE")
         assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
-    docs = render(helm_bin, "--set", "runners.platforms.irc.enabled=false",
-                  "--set", "runners.platforms.feeds.enabled=false")  # fmt: skip
+    docs = render(helm_bin, *NO_KEYS, "--set", "runners.platforms.irc.enabled=false",
+                  "--set", "runners.platforms.feeds.enabled=false",
+                  "--set", "runners.platforms.dummy.enabled=true")  # fmt: skip
     assert set(runner_deployments(docs)) == {"dummy", "metadata", "xmpp"}
     gateway_config = one(docs, "ConfigMap", "sh-sockethub-gateway")["data"]
     assert gateway_config["SOCKETHUB_PLATFORMS"] == "dummy,metadata,xmpp"
@@ -187,20 +193,20 @@ def test_checksum_annotation_rolls_pods_when_config_changes(
     helm_bin: Path, default_docs: list[Manifest]
 ) -> None:
     before = _checksums(default_docs)
-    assert len(before) == 6
+    assert len(before) == 5
     assert len(set(before.values())) == 1
-    assert _checksums(render(helm_bin)) == before  # stable: same values, same checksum
-    assert _checksums(render(helm_bin, "--set", "gateway.replicaCount=3")) == before
+    assert _checksums(render(helm_bin, *NO_KEYS)) == before  # stable: same values, same checksum
+    assert _checksums(render(helm_bin, *NO_KEYS, "--set", "gateway.replicaCount=3")) == before
 
-    changed = _checksums(render(helm_bin, "--set", "kafka.topicPrefix=other"))
+    changed = _checksums(render(helm_bin, *NO_KEYS, "--set", "kafka.topicPrefix=other"))
     assert changed.keys() == before.keys()
     assert all(changed[name] != before[name] for name in before)
-    changed = _checksums(render(helm_bin, "--set", "logLevel=DEBUG"))
+    changed = _checksums(render(helm_bin, *NO_KEYS, "--set", "logLevel=DEBUG"))
     assert all(changed[name] != before[name] for name in before)
 
     secret_sums = {
         d["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
-        for d in kinds(render(helm_bin, *_set({"redis.url": "redis://other:6379/1"})),
+        for d in kinds(render(helm_bin, *NO_KEYS, *_set({"redis.url": "redis://other:6379/1"})),
                        "Deployment")
     }  # fmt: skip
     default_sums = {
@@ -273,8 +279,8 @@ def test_existing_secrets_are_referenced_not_rendered(full_docs: list[Manifest])
                 and "secretKeyRef" in env[n]["valueFrom"]}  # fmt: skip
         assert refs == {
             "SOCKETHUB_SECRET": {"name": "sockethub-secrets", "key": "server-secret"},
-            "SOCKETHUB_LOG_KEYS": {"name": "sockethub-secrets", "key": "log-keys",
-                                   "optional": True},
+            # Required: the pods do not start without the key ring the values promise.
+            "SOCKETHUB_LOG_KEYS": {"name": "sockethub-secrets", "key": "log-keys"},
             "SOCKETHUB_REDIS_URL": {"name": "sockethub-redis", "key": "url"},
             "SOCKETHUB_KAFKA_SASL_PASSWORD": {"name": "sockethub-kafka-user", "key": "password"},
         }  # fmt: skip
@@ -284,7 +290,7 @@ def test_existing_secrets_are_referenced_not_rendered(full_docs: list[Manifest])
 def test_pods_are_locked_down(request: pytest.FixtureRequest, which: str) -> None:
     docs: list[Manifest] = request.getfixturevalue(f"{which}_docs")
     deployments = kinds(docs, "Deployment")
-    assert len(deployments) == 6
+    assert len(deployments) == (6 if which == "full" else 5)
     for dep in deployments:
         pod = dep["spec"]["template"]["spec"]
         assert pod["automountServiceAccountToken"] is False
@@ -375,11 +381,56 @@ def test_schema_rejects_bad_values(helm_bin: Path, bad: str) -> None:
 
 def test_sasl_without_a_password_is_refused(helm_bin: Path) -> None:
     result = _helm(
-        helm_bin, "template", "sh", str(CHART),
+        helm_bin, "template", "sh", str(CHART), *NO_KEYS,
         "--set", "kafka.securityProtocol=SASL_SSL", "--set", "kafka.sasl.mechanism=PLAIN",
     )  # fmt: skip
     assert result.returncode != 0
     assert "kafka.sasl.password or kafka.sasl.existingSecret is required" in result.stderr
+
+
+# --- production defaults -------------------------------------------------------------------
+
+
+def test_no_payload_keys_is_refused_unless_on_purpose(helm_bin: Path) -> None:
+    # `helm install` renders as `template` does (`helm lint` reports a template's `fail`
+    # only as information, by design).
+    for values in ([], _set({"secrets.logKeys": ""})):
+        result = _helm(helm_bin, "template", "sh", str(CHART), *values)
+        assert result.returncode != 0
+        assert "payload keys are required" in result.stderr
+        assert "logKeys.disabled=true" in result.stderr
+    assert _helm(helm_bin, "template", "sh", str(CHART), *NO_KEYS).returncode == 0
+
+
+def _log_keys_ref(docs: list[Manifest]) -> list[dict[str, Any]]:
+    return [
+        container_env(dep)["SOCKETHUB_LOG_KEYS"]["valueFrom"]["secretKeyRef"]
+        for dep in kinds(docs, "Deployment")
+    ]
+
+
+def test_payload_keys_reach_every_pod(helm_bin: Path, default_docs: list[Manifest]) -> None:
+    key = SECRETS["secrets.logKeys"]
+    docs = render(helm_bin, *_set({"secrets.logKeys": key}))
+    (secret,) = kinds(docs, "Secret")
+    assert base64.b64decode(secret["data"]["log-keys"]).decode() == key
+    refs = _log_keys_ref(docs)
+    assert refs and all(r == {"name": "sh-sockethub", "key": "log-keys"} for r in refs)
+    # Keys in an existing Secret: accepted as given, and required there.
+    docs = render(helm_bin, *_set({"secrets.existingSecret": "mine"}))
+    assert all(r == {"name": "mine", "key": "log-keys"} for r in _log_keys_ref(docs))
+    # Disabled on purpose: a key ring may still be added to the Secret later.
+    assert all(r.get("optional") is True for r in _log_keys_ref(default_docs))
+
+
+def test_dummy_platform_is_off_by_default(default_docs: list[Manifest]) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["runners"]["platforms"]["dummy"]["enabled"] is False
+    assert "dummy" not in runner_deployments(default_docs)
+    platforms = one(default_docs, "ConfigMap", "sh-sockethub-gateway")["data"]
+    assert "dummy" not in platforms["SOCKETHUB_PLATFORMS"].split(",")
+    rendered = json.dumps(default_docs)
+    assert "SOCKETHUB_DUMMY_FAULTS" not in rendered
 
 
 # --- the settings the chart renders are ones the programs read ----------------------------

@@ -28,7 +28,8 @@ from schemas.platform_registry import (
     context_url,
 )
 
-REGISTRY = PlatformRegistry(BUILTIN_PLATFORMS, server_version="1.2.3")
+# With the fault verbs: the fuzzed activities below use every verb the dummy can have.
+REGISTRY = PlatformRegistry(BUILTIN_PLATFORMS, server_version="1.2.3", dummy_faults=True)
 PERSON = {"id": "alice@irc.example.org", "type": "person"}
 
 
@@ -115,6 +116,16 @@ def test_verb_the_platform_lacks() -> None:
     assert message_error(activity(verb="fetch")) == (
         "[dummy] /type: must be equal to one of the allowed values"
     )
+
+
+@pytest.mark.parametrize("verb", ["hang", "exit1", "sigkill"])
+def test_dummy_fault_verbs_only_when_enabled(verb: str) -> None:
+    production = PlatformRegistry(["dummy"])
+    with pytest.raises(ActivityError) as caught:
+        validate_message(activity(verb=verb), production)
+    assert caught.value.message == "[dummy] /type: must be equal to one of the allowed values"
+    assert verb not in production.payload()["platforms"][0]["types"]
+    validate_message(activity(verb=verb), REGISTRY)
 
 
 def test_extra_top_level_key() -> None:

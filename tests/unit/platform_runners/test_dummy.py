@@ -8,7 +8,7 @@ from platform_runners.dummy import DummyPlatform
 from platform_runners.platform import Context, PlatformError
 from platform_runners.settings import RunnerSettings
 from schemas.envelopes import JSONDict, Request
-from schemas.platform_registry import PlatformRegistry, canonical_context
+from schemas.platform_registry import DUMMY_FAULT_VERBS, PlatformRegistry, canonical_context
 
 
 class NoEmit:
@@ -34,16 +34,38 @@ def context(verb: str, content: str = "hi") -> Context:
     return Context(request, platform="dummy", attempt=1, credentials=None, emitter=NoEmit())
 
 
+def make_dummy(*, faults: bool) -> DummyPlatform:
+    descriptor = PlatformRegistry(["dummy"], dummy_faults=faults).get("dummy")
+    assert descriptor is not None
+    return DummyPlatform(RunnerSettings(greeting="Hey", dummy_faults=faults), descriptor, NoEmit())
+
+
 @pytest.fixture
 def dummy() -> DummyPlatform:
-    descriptor = PlatformRegistry(["dummy"]).get("dummy")
-    assert descriptor is not None
-    return DummyPlatform(RunnerSettings(greeting="Hey"), descriptor, NoEmit())
+    return make_dummy(faults=True)
 
 
-def test_handlers_cover_every_verb_but_credentials(dummy: DummyPlatform) -> None:
+@pytest.mark.parametrize("faults", [True, False])
+def test_handlers_cover_every_verb_but_credentials(faults: bool) -> None:
+    dummy = make_dummy(faults=faults)
     assert set(dummy.handlers()) == set(dummy.descriptor.verbs) - {"credentials"}
     assert not dummy.persistent
+
+
+def test_fault_verbs_are_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deployment's anonymous clients must not be able to stall or crash a runner."""
+    monkeypatch.delenv("SOCKETHUB_DUMMY_FAULTS", raising=False)
+    settings = RunnerSettings()
+    assert settings.dummy_faults is False
+    descriptor = PlatformRegistry(["dummy"]).get("dummy")
+    assert descriptor is not None
+    assert not set(DUMMY_FAULT_VERBS) & set(descriptor.verbs)
+    dummy = DummyPlatform(settings, descriptor, NoEmit())
+    assert set(dummy.handlers()) == {"echo", "greet", "fail", "throw"}
+    monkeypatch.setenv("SOCKETHUB_DUMMY_FAULTS", "true")
+    assert set(DUMMY_FAULT_VERBS) <= set(
+        DummyPlatform(RunnerSettings(), descriptor, NoEmit()).handlers()
+    )
 
 
 async def test_echo_and_greet(dummy: DummyPlatform) -> None:

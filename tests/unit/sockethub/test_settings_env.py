@@ -113,6 +113,27 @@ def test_dev_passes_file_secrets_on_as_files(
     assert child.irc.ca_file == "/ca"
 
 
+@pytest.mark.parametrize(
+    ("flags", "variable", "children"),
+    [([], None, "true"), (["--no-dummy-faults"], None, "false"), ([], "false", "false")],
+)
+def test_dev_gives_its_children_the_dummy_faults_unless_told(
+    monkeypatch: pytest.MonkeyPatch, flags: list[str], variable: str | None, children: str
+) -> None:
+    from sockethub.dev import _default_dummy_faults, _export
+
+    _clean(monkeypatch)
+    monkeypatch.delenv("SOCKETHUB_DUMMY_FAULTS", raising=False)
+    if variable is not None:
+        monkeypatch.setenv("SOCKETHUB_DUMMY_FAULTS", variable)
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser, GatewaySettings)
+    settings = settings_from_args(GatewaySettings, parser.parse_args(flags))
+    _export(settings)
+    _default_dummy_faults(settings)
+    assert os.environ["SOCKETHUB_DUMMY_FAULTS"] == children
+
+
 def test_unknown_variables_are_named_with_close_matches() -> None:
     environ = {
         "SOCKETHUB_KAFKA_BOOTSTRAPP": "x",
