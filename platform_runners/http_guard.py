@@ -4,7 +4,8 @@ A client may ask the server to fetch any URL, so every fetch is guarded against
 server-side request forgery:
 
 * the host is resolved here, once per hop, and every resolved address is
-  classified (:func:`classify_address`); one non-public address refuses the
+  classified by the outbound guard that IRC and XMPP share
+  (:mod:`platform_runners.address_guard`); one non-public address refuses the
   hop unless it lies in the allow-list (``SOCKETHUB_FETCH_ALLOWLIST``);
 * the connection goes to exactly the addresses that were checked (pinning: the
   network backend never resolves a name, so DNS rebinding cannot swap them),
@@ -24,11 +25,9 @@ aiohttp is only a test dependency.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import ssl
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -37,8 +36,20 @@ import certifi
 import httpcore
 import httpx
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from platform_runners import address_guard
+from platform_runners.address_guard import (  # re-exported: the feeds tests import them here
+    IPAddress as IPAddress,
+)
+from platform_runners.address_guard import (
+    IPNetwork,
+    OutboundGuard,
+    Resolver,
+    parse_allowlist,
+    system_resolver,
+)
+from platform_runners.address_guard import classify_address as classify_address
+from platform_runners.address_guard import format_address as format_address
+from platform_runners.address_guard import is_allowed as is_allowed
 
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_REDIRECTS = 5
@@ -47,97 +58,6 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 FEED_CONTENT_TYPES = ("xml", "rss", "atom", "rdf", "text/")
 """Substrings of an acceptable feed content type (``text/*`` covers text/plain)."""
 HTML_CONTENT_TYPES = ("text/html", "application/xhtml+xml")
-
-_V4 = ipaddress.IPv4Network
-_V6 = ipaddress.IPv6Network
-_BLOCKED_V4: tuple[tuple[str, ipaddress.IPv4Network], ...] = (
-    ("unspecified", _V4("0.0.0.0/8")),
-    ("private", _V4("10.0.0.0/8")),
-    ("carrier-grade NAT", _V4("100.64.0.0/10")),
-    ("loopback", _V4("127.0.0.0/8")),
-    ("link-local", _V4("169.254.0.0/16")),
-    ("private", _V4("172.16.0.0/12")),
-    ("IETF protocol assignments", _V4("192.0.0.0/24")),
-    ("documentation", _V4("192.0.2.0/24")),
-    ("6to4 relay anycast", _V4("192.88.99.0/24")),
-    ("private", _V4("192.168.0.0/16")),
-    ("benchmarking", _V4("198.18.0.0/15")),
-    ("documentation", _V4("198.51.100.0/24")),
-    ("documentation", _V4("203.0.113.0/24")),
-    ("multicast", _V4("224.0.0.0/4")),
-    ("reserved", _V4("240.0.0.0/4")),  # includes broadcast 255.255.255.255
-)
-_BLOCKED_V6: tuple[tuple[str, ipaddress.IPv6Network], ...] = (
-    ("unspecified", _V6("::/128")),
-    ("loopback", _V6("::1/128")),
-    ("IPv4-compatible (deprecated)", _V6("::/96")),
-    ("discard-only", _V6("100::/64")),
-    ("local-use NAT64", _V6("64:ff9b:1::/48")),
-    ("IETF protocol assignments", _V6("2001::/23")),  # includes Teredo 2001::/32
-    ("documentation", _V6("2001:db8::/32")),
-    ("unique local (private)", _V6("fc00::/7")),
-    ("link-local", _V6("fe80::/10")),
-    ("site-local (deprecated)", _V6("fec0::/10")),
-    ("multicast", _V6("ff00::/8")),
-)
-_NAT64 = _V6("64:ff9b::/96")
-_SIX_TO_FOUR = _V6("2002::/16")
-
-
-def classify_address(ip: IPAddress) -> str | None:
-    """Why ``ip`` is not a public unicast address, or None when it is.
-
-    IPv4-mapped (``::ffff:a.b.c.d``), NAT64 (``64:ff9b::a.b.c.d``) and 6to4
-    (``2002:AABB:CCDD::``) addresses are judged by the IPv4 address they embed.
-    """
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_v4(ip)
-        if embedded is not None:
-            reason = classify_address(embedded)
-            return None if reason is None else f"{reason} (embedded in IPv6)"
-        for reason, net in _BLOCKED_V6:
-            if ip in net:
-                return reason
-        return None if ip.is_global else "non-global"
-    for reason, net4 in _BLOCKED_V4:
-        if ip in net4:
-            return reason
-    return None if ip.is_global else "non-global"
-
-
-def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip in _NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    if ip in _SIX_TO_FOUR:
-        return ip.sixtofour
-    return None
-
-
-def format_address(ip: IPAddress) -> str:
-    """``str(ip)``, but IPv4-mapped addresses keep their dotted form on every Python."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return f"::ffff:{ip.ipv4_mapped}"
-    return str(ip)
-
-
-def parse_allowlist(value: str | Iterable[str]) -> tuple[IPNetwork, ...]:
-    """``"127.0.0.2/32, 10.0.0.0/8"`` (or a list of CIDRs) as networks; bare IPs are /32 or /128."""
-    items = value.split(",") if isinstance(value, str) else value
-    return tuple(ipaddress.ip_network(s.strip(), strict=False) for s in items if s.strip())
-
-
-def is_allowed(ip: IPAddress, allowlist: Sequence[IPNetwork] = ()) -> bool:
-    """True when ``ip`` may be fetched from: public, or in the allow-list."""
-    candidates: list[IPAddress] = [ip]
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_v4(ip)
-        if embedded is not None:
-            candidates.append(embedded)
-    if any(c in net for c in candidates for net in allowlist if c.version == net.version):
-        return True
-    return classify_address(ip) is None
 
 
 class FetchError(Exception):
@@ -266,15 +186,6 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-Resolver = Callable[[str, int], Awaitable[list[str]]]
-"""``(host, port) -> addresses``; the default asks the system resolver once."""
-
-
-async def system_resolver(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
-
-
 class GuardedClient:
     """Fetches URLs with the guard above. One instance can serve many fetches at once."""
 
@@ -335,28 +246,13 @@ class GuardedClient:
 
     async def _vet(self, host: str, port: int) -> list[str]:
         """Resolve ``host`` once and check every address; the vetted list is what we connect to."""
+        guard = OutboundGuard(self.settings.allowlist, self._resolver)
         try:
-            literal: IPAddress | None = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
-        if literal is not None:
-            addresses = [literal]
-        else:
-            try:
-                resolved = await self._resolver(host, port)
-            except (OSError, UnicodeError) as exc:
-                raise FetchError(f"could not resolve host {host}: {exc}") from None
-            addresses = []
-            for text in resolved:
-                ip = ipaddress.ip_address(text.split("%", 1)[0])
-                if ip not in addresses:
-                    addresses.append(ip)
-        if not addresses:
-            raise FetchError(f"could not resolve host {host}")
-        for ip in addresses:
-            if not is_allowed(ip, self.settings.allowlist):
-                raise BlockedAddressError(format_address(ip))
-        return [str(ip) for ip in addresses]
+            return await guard.vet(host, port)
+        except address_guard.BlockedAddressError as exc:
+            raise BlockedAddressError(exc.ip) from None
+        except address_guard.GuardError as exc:
+            raise FetchError(str(exc)) from None
 
     async def _get(
         self, pool: httpcore.AsyncConnectionPool, url: httpx.URL, accept_header: str

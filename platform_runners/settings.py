@@ -47,6 +47,13 @@ class XmppSettings(EnvSettings):
     tls_verify: bool = Field(True, description="Verify XMPP servers' TLS certificates")
     ca_file: str | None = Field(None, description="CA bundle for XMPP TLS (default: the system's)")
     timeout: float = Field(30.0, gt=0, description="Seconds to wait for an XMPP server's answer")
+    allow_plaintext: str = Field(
+        "",
+        description=(
+            "XMPP servers (host or host:port, comma-separated) that may receive the password "
+            "without TLS; by default none"
+        ),
+    )
     reconnect_window: float = Field(
         60.0, ge=0, description="Seconds to keep reconnecting after an XMPP server went away"
     )
@@ -63,7 +70,11 @@ class RunnerSettings(CommonSettings):
         3, ge=1, description="Crashes a request may cause before it goes to the dead-letter topic"
     )
     fetch_allowlist: str = Field(
-        "", description="CIDRs that feeds/metadata may fetch from although they are not public"
+        "",
+        description=(
+            "CIDRs that runners may connect to although they are not public: feeds and metadata "
+            "fetches, IRC and XMPP servers"
+        ),
     )
     greeting: str = Field("Hello", description="The dummy platform's greeting")
     instance: str = Field(

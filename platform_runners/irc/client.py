@@ -21,6 +21,7 @@ from enum import Enum
 
 import structlog
 
+from platform_runners.address_guard import GuardError, OutboundGuard
 from platform_runners.irc.message import Message, casefold, format_line, parse
 
 log = structlog.get_logger("platform_runners.irc.client")
@@ -78,6 +79,8 @@ class IrcConfig:
     tls_verify: bool = True
     ca_file: str | None = None
     timeout: float = 30.0
+    guard: OutboundGuard = field(default_factory=OutboundGuard, repr=False, compare=False)
+    """Vets the server's addresses before any connection (the runner's allow-list)."""
 
 
 class IrcClient:
@@ -111,20 +114,37 @@ class IrcClient:
         return context
 
     async def connect(self) -> None:
-        """Open and register; raises IrcError (ConnectionLost when unreachable)."""
-        where = f"{self.config.host}:{self.config.port}"
+        """Open and register; raises IrcError (ConnectionLost when unreachable or refused).
+
+        The guard vets the server before anything is dialled, so a refused address gives
+        the same text whether its port is open, closed or filtered.
+        """
+        cfg = self.config
+        where = f"{cfg.host}:{cfg.port}"
         try:
-            async with asyncio.timeout(self.config.timeout):
-                self._reader, self._writer = await asyncio.open_connection(
-                    self.config.host, self.config.port, ssl=self._ssl_context()
-                )
-        except (OSError, TimeoutError) as exc:
-            reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-            if isinstance(exc, ssl.SSLError):
-                reason = f"TLS failed ({exc.reason or 'handshake'})"
-            elif isinstance(exc, ConnectionRefusedError):
-                reason = "connection refused"
-            raise ConnectionLost(f"cannot connect to {where}: {reason}") from None
+            addresses = await cfg.guard.vet(cfg.host, cfg.port)
+        except GuardError as exc:
+            raise ConnectionLost(str(exc)) from None
+        reason = "no address"
+        for address in addresses:
+            try:
+                async with asyncio.timeout(cfg.timeout):
+                    # Pinned to the vetted address; TLS still checks the name the client gave.
+                    self._reader, self._writer = await asyncio.open_connection(
+                        address,
+                        cfg.port,
+                        ssl=self._ssl_context(),
+                        server_hostname=cfg.host if cfg.secure else None,
+                    )
+                break
+            except (OSError, TimeoutError) as exc:
+                reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+                if isinstance(exc, ssl.SSLError):
+                    reason = f"TLS failed ({exc.reason or 'handshake'})"
+                elif isinstance(exc, ConnectionRefusedError):
+                    reason = "connection refused"
+        else:
+            raise ConnectionLost(f"cannot connect to {where}: {reason}")
         self._reading = asyncio.create_task(self._read_loop(), name=f"irc-read-{where}")
         try:
             async with asyncio.timeout(self.config.timeout):

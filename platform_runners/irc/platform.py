@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from platform_runners.address_guard import OutboundGuard
 from platform_runners.irc.client import IrcConfig, IrcError
 from platform_runners.irc.connection import IrcConnection
 from platform_runners.irc.events import Translator, person
@@ -53,7 +54,12 @@ def nick_of(target: Mapping[str, Any]) -> str:
     return name
 
 
-def config_from(credentials: JSONDict, actor: JSONDict, options: IrcSettings) -> IrcConfig:
+def config_from(
+    credentials: JSONDict,
+    actor: JSONDict,
+    options: IrcSettings,
+    guard: OutboundGuard | None = None,
+) -> IrcConfig:
     obj = _obj(credentials, "object")
     secure = bool(obj.get("secure", True))
     secret = obj.get("token") if obj.get("saslMechanism") == "OAUTHBEARER" else obj.get("password")
@@ -71,6 +77,7 @@ def config_from(credentials: JSONDict, actor: JSONDict, options: IrcSettings) ->
         tls_verify=options.tls_verify,
         ca_file=options.ca_file,
         timeout=options.timeout,
+        guard=guard or OutboundGuard(),
     )
 
 
@@ -80,6 +87,7 @@ class IrcPlatform(PersistentPlatform[IrcConnection]):
     def __init__(self, *args: Any, irc: IrcSettings | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.irc = irc or self.settings.irc
+        self.guard = OutboundGuard.from_allowlist(self.settings.fetch_allowlist)
 
     def verb_handlers(self) -> Mapping[str, Handler]:
         return {
@@ -96,7 +104,7 @@ class IrcPlatform(PersistentPlatform[IrcConnection]):
     async def open_connection(
         self, slot: Slot[IrcConnection], credentials: JSONDict
     ) -> IrcConnection:
-        config = config_from(credentials, slot.actor, self.irc)
+        config = config_from(credentials, slot.actor, self.irc, self.guard)
         if slot.extra.get("nick"):
             config.nick = str(slot.extra["nick"])  # a nick changed since: keep it
         server = config.host

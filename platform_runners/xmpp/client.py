@@ -23,6 +23,7 @@ import slixmpp
 import structlog
 from slixmpp.exceptions import IqError, IqTimeout, PresenceError
 
+from platform_runners.address_guard import GuardError
 from platform_runners.xmpp.config import XmppConfig
 
 log = structlog.get_logger("platform_runners.xmpp.client")
@@ -94,6 +95,11 @@ class XmppClient:
         xmpp.enable_direct_tls = cfg.direct_tls
         xmpp.enable_starttls = not cfg.direct_tls
         xmpp.enable_plaintext = False
+        if cfg.allow_plaintext:
+            # Only for servers the deployment listed: SASL may then run without TLS.
+            mechanisms = xmpp.plugin["feature_mechanisms"]
+            mechanisms.unencrypted_plain = True
+            mechanisms.unencrypted_scram = True
         if not cfg.tls_verify:
             xmpp.ssl_context.check_hostname = False
             xmpp.ssl_context.verify_mode = ssl.CERT_NONE
@@ -111,6 +117,11 @@ class XmppClient:
             return
         self._closing = False
         cfg = self.config
+        try:
+            # Before anything is dialled: a refused address reads the same, open port or not.
+            addresses = await cfg.guard.vet(cfg.host, cfg.port)
+        except GuardError as exc:
+            raise XmppError(str(exc)) from None
         xmpp = self._stream()
         outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
 
@@ -121,9 +132,16 @@ class XmppClient:
         no_mechanism: list[bool] = []
 
         def auth_failed(*_: object) -> None:
+            # Read now: the stream's features are gone once it closes.
+            encrypted = cfg.direct_tls or "starttls" in xmpp.features
+
             # "no_auth" follows at once when no mechanism was even tried.
             def decide() -> None:
-                if no_mechanism:
+                if no_mechanism and not encrypted and not cfg.allow_plaintext:
+                    settle(
+                        f"{cfg.address} offers no TLS: refusing to send the password unencrypted"
+                    )
+                elif no_mechanism:
                     settle(f"no usable authentication mechanism offered by {cfg.address}")
                 else:
                     settle(f"authentication failed for {cfg.jid}: wrong address or password")
@@ -143,7 +161,8 @@ class XmppClient:
         xmpp.add_event_handler(
             "stream_error", lambda err: settle(f"stream error from {cfg.address}: {_cond(err)}")
         )
-        xmpp.connect(cfg.host, cfg.port)
+        # Pinned to the first vetted address; TLS still checks the JID's domain, as before.
+        xmpp.connect(addresses[0], cfg.port)
         try:
             async with asyncio.timeout(cfg.timeout):
                 error = await outcome

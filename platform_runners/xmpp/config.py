@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from platform_runners.address_guard import OutboundGuard
 from platform_runners.settings import XmppSettings as XmppSettings  # re-exported
 
 DEFAULT_PORT = 5222
@@ -34,6 +35,10 @@ class XmppConfig:
     tls_verify: bool = True
     ca_file: str | None = None
     timeout: float = 30.0
+    allow_plaintext: bool = False
+    """The password may go to this server without TLS (``SOCKETHUB_XMPP_ALLOW_PLAINTEXT``)."""
+    guard: OutboundGuard = field(default_factory=OutboundGuard, repr=False, compare=False)
+    """Vets the server's addresses before any connection (the runner's allow-list)."""
 
     @property
     def domain(self) -> str:
@@ -59,7 +64,15 @@ def _server(server: str) -> tuple[str, int | None, bool]:
     return parts.hostname, port, parts.scheme == "xmpps"
 
 
-def config_from(credentials: dict[str, Any], options: XmppSettings) -> XmppConfig:
+def plaintext_allowed(host: str, port: int, allowed: str) -> bool:
+    """Whether ``allowed`` (``host`` or ``host:port`` items, comma-separated) names this server."""
+    names = {item.strip().lower() for item in allowed.split(",") if item.strip()}
+    return host.lower() in names or f"{host.lower()}:{port}" in names
+
+
+def config_from(
+    credentials: dict[str, Any], options: XmppSettings, guard: OutboundGuard | None = None
+) -> XmppConfig:
     """The connection settings of a credentials activity (or its bare ``object``)."""
     obj = credentials.get("object", credentials)
     if not isinstance(obj, dict):
@@ -85,4 +98,6 @@ def config_from(credentials: dict[str, Any], options: XmppSettings) -> XmppConfi
         tls_verify=options.tls_verify,
         ca_file=options.ca_file,
         timeout=options.timeout,
+        allow_plaintext=plaintext_allowed(host, port, options.allow_plaintext),
+        guard=guard or OutboundGuard(),
     )

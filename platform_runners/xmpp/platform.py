@@ -18,6 +18,7 @@ from xml.etree.ElementTree import Element
 
 import structlog
 
+from platform_runners.address_guard import OutboundGuard
 from platform_runners.persistent import Slot
 from platform_runners.persistent_platform import PersistentPlatform
 from platform_runners.platform import Context, Handler, PlatformError
@@ -68,6 +69,7 @@ class XmppPlatform(PersistentPlatform[XmppClient]):
     def __init__(self, *args: Any, xmpp: XmppSettings | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.xmpp = xmpp or self.settings.xmpp
+        self.guard = OutboundGuard.from_allowlist(self.settings.fetch_allowlist)
 
     def verb_handlers(self) -> Mapping[str, Handler]:
         return {
@@ -85,7 +87,7 @@ class XmppPlatform(PersistentPlatform[XmppClient]):
 
     async def open_connection(self, slot: XmppSlot, credentials: JSONDict) -> XmppClient:
         try:
-            config = config_from(credentials, self.xmpp)
+            config = config_from(credentials, self.xmpp, self.guard)
         except ConfigError as exc:
             raise PlatformError(str(exc)) from None
 

@@ -10,6 +10,7 @@ from platform_runners.persistent_platform import PersistentSettings
 from platform_runners.persistent_state import MemoryStateStore
 from schemas.envelopes import JSONDict
 from tests.fixtures.persistent import (
+    LOOPBACK_ALLOWLIST,
     MemoryCredentials,
     RecordingEmitter,
     call_handler,
@@ -26,12 +27,13 @@ class Harness:
         store: MemoryStateStore | None = None,
         credentials: MemoryCredentials | None = None,
         grace: float = 1.0,
+        allowlist: str = LOOPBACK_ALLOWLIST,
     ) -> None:
         self.server = server
         self.sink = RecordingEmitter()
         self.store = store or MemoryStateStore()
         self.credentials = credentials or MemoryCredentials()
-        settings, descriptor = runner_parts("irc")
+        settings, descriptor = runner_parts("irc", allowlist)
         self.platform = IrcPlatform(
             settings,
             descriptor,

@@ -17,7 +17,7 @@ import pytest
 from platform_runners.irc.message import Message
 from schemas.platform_registry import canonical_context
 from tests.fixtures.gateway import Client, GatewayProcess, running_gateway
-from tests.fixtures.persistent import said
+from tests.fixtures.persistent import LOOPBACK_ALLOWLIST, said
 from tests.fixtures.runners import RunnerStack, started_runners
 from tests.integration.irc.ngircd import Ngircd
 from tests.integration.irc.test_protocol import connection
@@ -57,6 +57,7 @@ def irc_stack(
         "SOCKETHUB_REQUEST_PARTITIONS": stack_env["SOCKETHUB_REQUEST_PARTITIONS"],
         "SOCKETHUB_CONNECTION_GRACE": "3",
         "SOCKETHUB_IRC_RECONNECT_WINDOW": "40",
+        "SOCKETHUB_FETCH_ALLOWLIST": LOOPBACK_ALLOWLIST,
     }
     stack = RunnerStack(kafka_bootstrap, redis_url, prefix, root / "logs", env)
     with started_runners(stack, "irc", instance="a"):

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from platform_runners.address_guard import OutboundGuard
 from platform_runners.irc.client import IrcClient, IrcConfig, IrcError
 from platform_runners.irc.connection import IrcConnection
 from platform_runners.irc.message import Message
+from tests.fixtures.persistent import LOOPBACK_ALLOWLIST
 from tests.integration.irc.ngircd import Ngircd
 
 
@@ -28,6 +30,7 @@ def config(server: Ngircd, name: str | None = None, **extra: object) -> IrcConfi
         "username": name,
         "realname": name,
         "timeout": 20.0,
+        "guard": OutboundGuard.from_allowlist(LOOPBACK_ALLOWLIST),
     }
     values.update(extra)
     return IrcConfig(**values)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from platform_runners.xmpp.config import XmppSettings
 from platform_runners.xmpp.platform import XmppPlatform
 from schemas.envelopes import JSONDict
 from tests.fixtures.persistent import (
+    LOOPBACK_ALLOWLIST,
     MemoryCredentials,
     RecordingEmitter,
     call_handler,
@@ -20,12 +21,20 @@ from tests.integration.xmpp.prosody import MUC, Prosody
 
 
 class Harness:
-    def __init__(self, server: Prosody, *, grace: float = 1.0, window: float = 30.0) -> None:
+    def __init__(
+        self,
+        server: Prosody,
+        *,
+        grace: float = 1.0,
+        window: float = 30.0,
+        allowlist: str = LOOPBACK_ALLOWLIST,
+        **xmpp: Any,
+    ) -> None:
         self.server = server
         self.sink = RecordingEmitter()
         self.store = MemoryStateStore()
         self.credentials = MemoryCredentials()
-        settings, descriptor = runner_parts("xmpp")
+        settings, descriptor = runner_parts("xmpp", allowlist)
         self.platform = XmppPlatform(
             settings,
             descriptor,
@@ -34,7 +43,12 @@ class Harness:
             credentials=self.credentials,
             options=PersistentSettings.model_validate({"connection_grace": grace}),
             xmpp=XmppSettings.model_validate(
-                {"timeout": 20, "reconnect_window": window, "ca_file": str(server.cert)}
+                {
+                    "timeout": 20,
+                    "reconnect_window": window,
+                    "ca_file": str(server.cert),
+                    **xmpp,
+                }
             ),
         )
 

@@ -30,6 +30,8 @@ class Prosody:
     directory: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    plaintext: bool = False
+    """No TLS at all (no ``tls`` module): SASL runs in the clear, for the no-TLS refusal."""
 
     @property
     def config_path(self) -> Path:
@@ -50,17 +52,21 @@ class Prosody:
 
     def _config(self) -> str:
         d = self.directory
+        tls = "" if self.plaintext else ' "tls";'
+        encryption = "false" if self.plaintext else "true"
+        plain_auth = "true" if self.plaintext else "false"
         return f"""
 run_as_root = true
 daemonize = false
 pidfile = "{d}/prosody.pid"
 data_path = "{d}/data"
 plugin_paths = {{ }}
-modules_enabled = {{ "disco"; "roster"; "saslauth"; "tls"; "ping"; "posix"; }}
+modules_enabled = {{ "disco"; "roster"; "saslauth";{tls} "ping"; "posix"; }}
 modules_disabled = {{ "s2s"; }}
 allow_registration = false
 authentication = "internal_hashed"
-c2s_require_encryption = true
+c2s_require_encryption = {encryption}
+allow_unencrypted_plain_auth = {plain_auth}
 ssl = {{ certificate = "{d}/cert.pem"; key = "{d}/key.pem"; }}
 c2s_ports = {{ {self.port} }}
 c2s_interfaces = {{ "127.0.0.1" }}

@@ -10,7 +10,7 @@ import pytest
 
 from schemas.platform_registry import canonical_context
 from tests.fixtures.gateway import Client, GatewayProcess, running_gateway
-from tests.fixtures.persistent import said
+from tests.fixtures.persistent import LOOPBACK_ALLOWLIST, said
 from tests.fixtures.runners import RunnerStack, started_runners
 from tests.integration.peers import kill_the_holder, new_client, next_matching
 from tests.integration.xmpp.conftest import PASSWORD, Accounts
@@ -52,6 +52,7 @@ def xmpp_stack(
         "SOCKETHUB_CONNECTION_GRACE": "3",
         "SOCKETHUB_XMPP_CA_FILE": str(prosody.cert),
         "SOCKETHUB_XMPP_TIMEOUT": "30",
+        "SOCKETHUB_FETCH_ALLOWLIST": LOOPBACK_ALLOWLIST,
     }
     stack = RunnerStack(kafka_bootstrap, redis_url, prefix, root / "logs", env)
     with started_runners(stack, "xmpp", instance="a"):
