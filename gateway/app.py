@@ -17,6 +17,7 @@ from gateway.demo import routes as demo_routes
 from gateway.health import Readiness
 from gateway.kafka_bridge import KafkaBridge
 from gateway.metrics import GatewayMetrics
+from gateway.packets import PacketLimits, SockethubPacket
 from gateway.settings import GatewaySettings
 from gateway.socket_handlers import ProtocolHandlers
 from gateway.transport.engineio_server import LeanSockethubServer
@@ -26,6 +27,15 @@ from sockethub.runtime.heap import freeze_startup_heap
 from sockethub.runtime.redis_client import redis_client
 
 log = structlog.get_logger("gateway")
+
+
+def packet_limits(settings: GatewaySettings) -> PacketLimits:
+    """The limits checked as each frame is decoded (:mod:`gateway.packets`)."""
+    return PacketLimits(
+        max_depth=settings.max_depth,
+        event_bytes={"activity-object": (settings.max_object_bytes, "SOCKETHUB_MAX_OBJECT_BYTES")},
+    )
+
 
 LANDING = """<!doctype html><html><head><meta charset="utf-8"><title>Sockethub</title></head>
 <body><h1>Sockethub</h1><p>This gateway speaks the Sockethub protocol over Socket.IO at
@@ -51,6 +61,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
         async_mode="asgi",
         cors_allowed_origins=settings.origins(),
         max_http_buffer_size=settings.max_payload,
+        serializer=SockethubPacket.limited(packet_limits(settings)),
         always_connect=True,
         async_handlers=True,
         logger=False,

@@ -10,7 +10,7 @@ bridge before its record is produced. Whichever of these comes first answers it:
 
 Each of them first *claims* the request. Claiming is synchronous and succeeds once:
 it takes the request out of the bridge's map and out of its session, cancels its timer
-and frees its session's in-flight slot, so a request gets exactly one acknowledgement.
+and frees its session's in-flight slot and bytes, so a request gets exactly one acknowledgement.
 """
 
 from __future__ import annotations
@@ -76,14 +76,15 @@ class RequestTracker:
         payload: object,
         dialect: Dialect,
         reply: Reply | None,
+        size: int = 0,
     ) -> JSONDict | None:
         """Produce ``request`` under ``key``; None once it is on its way (it is answered
         later, through ``reply``), or the answer that refuses it now.
 
-        The caller's in-flight slot of ``session`` passes to the request, which frees
-        it when it is claimed.
+        The caller's in-flight slot of ``session``, and the ``size`` bytes it counted in
+        flight, pass to the request, which frees them when it is claimed.
         """
-        pending = PendingRequest(self, session, request, payload, dialect, reply)
+        pending = PendingRequest(self, session, request, payload, dialect, reply, size)
         try:
             await self.bridge.submit(pending, key)
         except DeliveryError:
@@ -131,6 +132,7 @@ class PendingRequest:
         "reply",
         "request",
         "session",
+        "size",
         "started",
     )
 
@@ -142,8 +144,10 @@ class PendingRequest:
         payload: object,
         dialect: Dialect,
         reply: Reply | None,
+        size: int = 0,
     ) -> None:
         self._tracker = tracker
+        self.size = size
         self.session = session
         self.request = request
         self.payload = payload
@@ -163,6 +167,7 @@ class PendingRequest:
         self._tracker.bridge.forget(self.request.activity_id)
         self.session.untrack(self)
         self.session.inflight -= 1
+        self.session.inflight_bytes -= self.size
         return True
 
     async def resolve(self, result: Result) -> None:

@@ -60,6 +60,7 @@ class Session:
 
     __slots__ = (
         "_lock",
+        "_object_sizes",
         "_objects",
         "_requests",
         "_used",
@@ -68,6 +69,8 @@ class Session:
         "connected_at",
         "dialect",
         "inflight",
+        "inflight_bytes",
+        "object_bytes",
         "sid",
     )
 
@@ -77,6 +80,10 @@ class Session:
         self.connected_at = time.monotonic() if connected_at is None else connected_at
         self.inflight = 0
         """Events accepted and not yet answered (queued for the lock or awaiting a result)."""
+        self.inflight_bytes = 0
+        """Frame bytes of the ``message`` events counted in :attr:`inflight`."""
+        self.object_bytes = 0
+        """Frame bytes of the registered ``activity-object`` payloads."""
         self.closed = False
         """The connection has ended: events still queued for the lock do nothing."""
         self.dialect: Dialect = "g3"
@@ -84,6 +91,7 @@ class Session:
         self._lock: SessionLock | None = None
         self._used: set[tuple[str, str]] | None = None
         self._objects: OrderedDict[str, JSONDict] | None = None
+        self._object_sizes: dict[str, int] | None = None
         self._requests: set[PendingRequest] | None = None
 
     @property
@@ -132,12 +140,24 @@ class Session:
             objects = self._objects = OrderedDict()
         return objects
 
-    def remember_object(self, obj: JSONDict) -> None:
+    def remember_object(self, obj: JSONDict, size: int = 0, budget: int | None = None) -> bool:
+        """Register ``obj``, which arrived in ``size`` bytes; False (nothing changed) if the
+        session's objects would then hold more than ``budget`` bytes."""
         key = str(obj["id"])
+        sizes = self._object_sizes
+        if sizes is None:
+            sizes = self._object_sizes = {}
+        held = self.object_bytes - sizes.get(key, 0)
+        if budget is not None and held + size > budget:
+            return False
         self.objects.pop(key, None)
         self.objects[key] = obj
+        sizes[key] = size
+        self.object_bytes = held + size
         while len(self.objects) > MAX_ACTIVITY_OBJECTS:
-            self.objects.popitem(last=False)
+            dropped, _ = self.objects.popitem(last=False)
+            self.object_bytes -= sizes.pop(dropped, 0)
+        return True
 
     def lookup_object(self, object_id: str) -> JSONDict | None:
         objects = self._objects

@@ -7,6 +7,7 @@ import socket
 
 from pydantic import Field
 
+from gateway.validation import MAX_DEPTH
 from sockethub.runtime.settings import CommonSettings
 
 DEFAULT_ORIGINS = "http://localhost:10550,http://127.0.0.1:10550"
@@ -54,6 +55,26 @@ class GatewaySettings(CommonSettings):
     max_connections_per_ip: int = Field(20, ge=1, description="Concurrent connections per address")
     max_inflight_per_session: int = Field(
         64, ge=1, description="Requests a session may have unanswered at once"
+    )
+    max_inflight_bytes_per_session: int = Field(
+        1048576,
+        ge=1024,
+        description="Bytes of message frames a session may have unanswered at once",
+    )
+    max_depth: int = Field(
+        MAX_DEPTH,
+        ge=2,
+        le=MAX_DEPTH,
+        description="Deepest nesting of objects and arrays in any event, checked as a frame "
+        "is decoded, before any other work on it",
+    )
+    max_object_bytes: int = Field(
+        16384, ge=256, description="Largest activity-object frame, in bytes"
+    )
+    max_session_object_bytes: int = Field(
+        262144,
+        ge=256,
+        description="Bytes of activity-object frames one session may hold registered",
     )
     credentials_ttl: int = Field(
         3600, ge=60, description="Seconds credentials live in Redis without use (sliding)"

@@ -6,18 +6,21 @@ handler's return value); platform events go out as ``message`` events.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+import orjson
 import structlog
 
 from gateway.kafka_bridge import DeliveryError, KafkaBridge
 from gateway.limits import RATE_LIMITED, TOO_MANY_CONNECTIONS, ConnectionCap, RateLimiter, Verdict
 from gateway.metrics import GatewayMetrics
+from gateway.packets import Refused
 from gateway.requests import Reply, RequestTracker, send_answer
 from gateway.sessions import Session, Sessions
 from gateway.settings import GatewaySettings
 from gateway.shaping import JSONDict, error_ack, error_event, result_ack
-from gateway.transport.socketio_server import ACK_WANTED, SockethubServer
+from gateway.transport.socketio_server import ACK_WANTED, FRAME_SIZE, SockethubServer
 from gateway.validation import (
     ActivityError,
     ValidatedActivity,
@@ -43,6 +46,18 @@ def client_address(environ: dict[str, Any]) -> str:
     if client:
         return str(client[0])
     return str(environ.get("REMOTE_ADDR", "unknown"))
+
+
+def frame_size(payload: object) -> int:
+    """The bytes the event's frame took on the wire; measured again where the transport
+    did not say (the length of its compact JSON text)."""
+    size = FRAME_SIZE.get()
+    if size is not None:
+        return size
+    try:
+        return len(orjson.dumps(payload))
+    except TypeError:  # orjson's refusals: too deep, or not JSON
+        return sys.maxsize
 
 
 class ProtocolHandlers:
@@ -167,11 +182,36 @@ class ProtocolHandlers:
         limit = self._settings.max_inflight_per_session
         return f"Error: too many requests in flight for this session (limit {limit})"
 
+    def _over_inflight_bytes(self, session: Session, size: int) -> bool:
+        if session.inflight_bytes + size <= self._settings.max_inflight_bytes_per_session:
+            return False
+        self._metrics.rejected.labels(reason="inflight_bytes").inc()
+        return True
+
+    def _inflight_bytes_error(self) -> str:
+        limit = self._settings.max_inflight_bytes_per_session
+        return (
+            f"Error: too many bytes in flight for this session "
+            f"(limit {limit}, SOCKETHUB_MAX_INFLIGHT_BYTES_PER_SESSION)"
+        )
+
+    def _refusal(self, args: tuple[object, ...] | list[Any]) -> JSONDict | None:
+        """The error ack for an event whose payload the packet layer refused, if it did."""
+        for arg in args:
+            if isinstance(arg, Refused):
+                self._metrics.rejected.labels(reason="payload_limit").inc()
+                log.info("payload_refused", reason=arg.reason)
+                return {"error": arg.reason}
+        return None
+
     # -- events ----------------------------------------------------------------
 
     async def schemas(self, sid: str, *args: object) -> object:
         if await self._admit(sid) is None:
             return self._no_ack
+        refusal = self._refusal(args)
+        if refusal is not None:
+            return refusal
         if ACK_WANTED.get():
             return self._registry.schemas_ack(args[0] if args else None)
         await self._sio.emit("schemas", self._registry.payload(), to=sid)
@@ -181,18 +221,37 @@ class ProtocolHandlers:
         session = await self._admit(sid)
         if session is None:
             return self._no_ack
+        if isinstance(payload, Refused):
+            self._refusal([payload])  # counted and logged
+            return error_ack(None, payload.reason, "g2")
+        size = frame_size(payload)
+        limit = self._settings.max_object_bytes
+        if size > limit:  # a frame the packet layer did not measure (binary attachments)
+            self._metrics.rejected.labels(reason="payload_limit").inc()
+            text = f"Error: activity-object larger than {limit} bytes (SOCKETHUB_MAX_OBJECT_BYTES)"
+            return error_ack(None, text, "g2")
         async with session.lock:  # later messages of the session may name this object
             try:
                 obj = validate_activity_object(payload)
             except ActivityError as err:
                 return error_ack(payload, err.message, "g2")
-            session.remember_object(obj)
+            budget = self._settings.max_session_object_bytes
+            if not session.remember_object(obj, size, budget):
+                self._metrics.rejected.labels(reason="object_budget").inc()
+                text = (
+                    f"Error: this session's activity-objects would exceed {budget} bytes "
+                    "(SOCKETHUB_MAX_SESSION_OBJECT_BYTES)"
+                )
+                return error_ack(None, text, "g2")
             return obj
 
     async def credentials(self, sid: str, payload: object = None, *_: object) -> object:
         session = await self._admit(sid)
         if session is None:
             return self._no_ack
+        refusal = self._refusal([payload])
+        if refusal is not None:
+            return refusal
         if self._over_inflight(session):
             return error_ack(payload, self._inflight_error())
         session.inflight += 1
@@ -272,34 +331,47 @@ class ProtocolHandlers:
             session = await self._admit(sid)
             if session is None:
                 return
+            refused = self._refusal(args)
+            if refused is not None:
+                await send_answer(reply, refused)
+                return
             if self._over_inflight(session):
                 self._metrics.activity("unknown", "in", "limited")
                 await send_answer(reply, error_ack(payload, self._inflight_error()))
                 return
+            size = frame_size(payload)
+            if self._over_inflight_bytes(session, size):
+                self._metrics.activity("unknown", "in", "limited")
+                await send_answer(reply, error_ack(payload, self._inflight_bytes_error()))
+                return
             session.inflight += 1
-            refusal = await self._submit(session, payload, reply)
+            session.inflight_bytes += size
+            refusal = await self._submit(session, payload, reply, size)
             if refusal is not None:
                 await send_answer(reply, refusal)
         except Exception:
             log.exception("message_failed", session_id=sid)
 
     async def _submit(
-        self, session: Session, payload: object, reply: Reply | None
+        self, session: Session, payload: object, reply: Reply | None, size: int
     ) -> JSONDict | None:
         """Produce the message's request: None once it is on its way, or the answer that
-        refuses it. Holds the session's in-flight slot, which the request takes over."""
+        refuses it. Holds the session's in-flight slot and ``size`` in-flight bytes, which
+        the request takes over."""
         async with session.lock:
             try:
                 prepared = None if session.closed else self._prepare(session, payload)
             except BaseException:
                 session.inflight -= 1
+                session.inflight_bytes -= size
                 raise
             if prepared is None or isinstance(prepared, dict):
                 session.inflight -= 1
+                session.inflight_bytes -= size
                 return prepared
             valid, request, key = prepared
             refusal = await self._requests.submit(
-                session, request, key, payload, valid.dialect, reply
+                session, request, key, payload, valid.dialect, reply, size
             )
             if refusal is None:
                 session.used.add((valid.platform, key))

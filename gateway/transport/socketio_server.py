@@ -25,6 +25,10 @@ from gateway.packets import SockethubPacket
 ACK_WANTED: ContextVar[bool] = ContextVar("ack_wanted", default=True)
 """Inside an event handler: whether the client asked for an acknowledgement."""
 
+FRAME_SIZE: ContextVar[int | None] = ContextVar("frame_size", default=None)
+"""Inside an event handler: the length of the event's frame as it arrived (its JSON
+text), a cheap measure of what its payload costs to hold."""
+
 Reply = Callable[[Any], Awaitable[None]]
 """Sends one acknowledgement with the given answer."""
 DirectHandler = Callable[[str, list[Any], Reply | None], Awaitable[None]]
@@ -97,6 +101,11 @@ class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
         left = self._unstarted.pop(sid, 1) - 1
         if left > 0:
             self._unstarted[sid] = left
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        # Handlers' tasks start with a copy of this context, so each sees its own frame's size.
+        FRAME_SIZE.set(len(data) if isinstance(data, str | bytes) else None)
+        await super()._handle_eio_message(eio_sid, data)
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
         namespace = namespace or "/"
