@@ -61,12 +61,15 @@ class GatewaySettings(CommonSettings):
         ge=1024,
         description="Bytes of message frames a session may have unanswered at once",
     )
+    # Above validation's own cap, so that an activity nested a little too deeply still gets
+    # Sockethub's exact error text; only pathological depths meet the decoder's refusal.
     max_depth: int = Field(
-        MAX_DEPTH,
-        ge=2,
-        le=MAX_DEPTH,
+        2 * MAX_DEPTH,
+        ge=MAX_DEPTH,
+        le=8 * MAX_DEPTH,
         description="Deepest nesting of objects and arrays in any event, checked as a frame "
-        "is decoded, before any other work on it",
+        "is decoded, before any other work on it (activities deeper than "
+        f"{MAX_DEPTH} are refused by validation, with Sockethub's error text)",
     )
     max_object_bytes: int = Field(
         16384, ge=256, description="Largest activity-object frame, in bytes"

@@ -25,7 +25,7 @@ EMPTY_LISTS = 84_000
 CONCURRENT = 8
 RSS_GROWTH_LIMIT = 32 * 1024 * 1024
 TOO_LARGE = "Error: activity-object larger than 16384 bytes (SOCKETHUB_MAX_OBJECT_BYTES)"
-TOO_DEEP = "Error: payload nested deeper than 32 levels (SOCKETHUB_MAX_DEPTH)"
+TOO_DEEP = "Error: payload nested deeper than 64 levels (SOCKETHUB_MAX_DEPTH)"
 
 
 @pytest.fixture(scope="module")
