@@ -7,14 +7,12 @@ real server on 127.0.0.1 fed raw frames."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import socketio
-import uvicorn
 
 from gateway.app import packet_limits
 from gateway.metrics import GatewayMetrics
@@ -24,9 +22,9 @@ from gateway.socket_handlers import ProtocolHandlers
 from gateway.transport.socketio_server import SockethubServer
 from schemas.platform_registry import PlatformRegistry
 from tests.unit.gateway.test_socket_handlers import Bridge, Gateway, Store, echo
-from tests.unit.gateway.transport.test_socketio_server import free_port, until
+from tests.unit.gateway.transport.harness import PATH, WAIT, serving
+from tests.unit.gateway.transport.test_socketio_server import until
 
-WAIT = 20.0
 """Bound for anything a test waits for: a loaded 2-core machine is slow."""
 TOO_DEEP = "Error: payload nested deeper than 64 levels (SOCKETHUB_MAX_DEPTH)"
 OBJECT_TOO_LARGE = "Error: activity-object larger than 16384 bytes (SOCKETHUB_MAX_OBJECT_BYTES)"
@@ -199,37 +197,17 @@ class Served:
 @contextlib.asynccontextmanager
 async def served() -> AsyncIterator[tuple[Served, socketio.AsyncClient]]:
     gateway = Served()
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            socketio.ASGIApp(gateway.sio, socketio_path="sockethub"),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="off",
-        )
-    )
-    serving = asyncio.ensure_future(server.serve())
-    client = socketio.AsyncClient(reconnection=False)
-    try:
-        async with asyncio.timeout(WAIT):
-            while not server.started:
-                if serving.done():
-                    serving.result()
-                await asyncio.sleep(0.01)
-        await client.connect(
-            f"http://127.0.0.1:{port}",
-            socketio_path="sockethub",
-            transports=["websocket"],
-            wait_timeout=WAIT,
-        )
-        await until(lambda: len(gateway.handlers.sessions) == 1)
-        yield gateway, client
-    finally:
-        with contextlib.suppress(Exception):
-            await client.disconnect()
-        server.should_exit = True
-        await asyncio.wait_for(serving, WAIT)
+    async with serving(gateway.sio) as where:
+        client = socketio.AsyncClient(reconnection=False)
+        try:
+            await client.connect(
+                where.url, socketio_path=PATH, transports=["websocket"], wait_timeout=WAIT
+            )
+            await until(lambda: len(gateway.handlers.sessions) == 1)
+            yield gateway, client
+        finally:
+            with contextlib.suppress(Exception):
+                await client.disconnect()
 
 
 async def test_a_600_deep_payload_gets_an_error_ack_on_every_event() -> None:

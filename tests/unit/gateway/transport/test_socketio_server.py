@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import socketio
-import uvicorn
 
 from gateway.transport.socketio_server import ACK_WANTED, Reply, SockethubServer
+from tests.unit.gateway.transport.harness import PATH, WAIT, serving
 
-PATH = "sockethub"
-WAIT = 20.0
 """Bound for anything a test waits for: a loaded 2-core machine is slow."""
 
 
@@ -78,46 +75,20 @@ class Harness:
         await self.sio._handle_eio_message(self.eio_sid(), pkt.encode())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def connected() -> AsyncIterator[tuple[Harness, socketio.AsyncClient]]:
     harness = Harness()
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            socketio.ASGIApp(harness.sio, socketio_path=PATH),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="off",
-        )
-    )
-    serving = asyncio.ensure_future(server.serve())
-    client = socketio.AsyncClient(reconnection=False)
-    try:
-        async with asyncio.timeout(WAIT):
-            while not server.started:
-                if serving.done():
-                    serving.result()
-                await asyncio.sleep(0.01)
-        await client.connect(
-            f"http://127.0.0.1:{port}",
-            socketio_path=PATH,
-            transports=["websocket"],
-            wait_timeout=WAIT,
-        )
-        await until(lambda: bool(harness.sid))
-        yield harness, client
-    finally:
-        with contextlib.suppress(Exception):
-            await client.disconnect()
-        server.should_exit = True
-        await asyncio.wait_for(serving, WAIT)
+    async with serving(harness.sio) as served:
+        client = socketio.AsyncClient(reconnection=False)
+        try:
+            await client.connect(
+                served.url, socketio_path=PATH, transports=["websocket"], wait_timeout=WAIT
+            )
+            await until(lambda: bool(harness.sid))
+            yield harness, client
+        finally:
+            with contextlib.suppress(Exception):
+                await client.disconnect()
 
 
 async def until(check: Callable[[], bool]) -> None:

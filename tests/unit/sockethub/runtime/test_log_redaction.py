@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -14,17 +13,6 @@ from sockethub.runtime.settings import CommonSettings
 
 PASSWORD = "hunter2-c0rrect-h0rse"
 CONTENT = "a private message body"
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
 
 
 def _handle(payload: dict[str, object]) -> None:

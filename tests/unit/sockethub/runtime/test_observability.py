@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -13,17 +12,6 @@ from gateway.server import uvicorn_config
 from gateway.settings import GatewaySettings
 from sockethub.runtime.observability import configure_logging
 from sockethub.runtime.settings import CommonSettings
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
 
 
 def _json_lines(text: str) -> list[dict[str, object]]:
