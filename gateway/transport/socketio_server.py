@@ -1,6 +1,7 @@
 """python-socketio's server with the hooks the gateway needs (library internals).
 
-This is the only module that uses python-socketio's private API: the override of
+This is the only module that uses python-socketio's private API: the overrides of
+``_handle_eio_message`` (a frame as received, whose size the budgets need) and
 ``_handle_event`` (where an event packet arrives, in the connection's reader) and
 ``_send_packet`` (in :meth:`SockethubServer.send_ack`, an acknowledgement sent after its
 handler has returned). ``tests/unit/gateway/transport/test_socketio_server.py`` checks

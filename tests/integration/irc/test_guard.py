@@ -4,9 +4,6 @@ checking the name the client gave."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-
 import pytest
 
 from platform_runners.address_guard import OutboundGuard
@@ -20,22 +17,6 @@ from tests.integration.irc.test_protocol import config
 pytestmark = pytest.mark.timeout(120)
 
 REFUSED = "blocked non-public address 127.0.0.1"
-
-
-@pytest.fixture
-async def listener() -> AsyncIterator[tuple[int, list[int]]]:
-    """An open loopback port that records every connection it accepts."""
-    accepted: list[int] = []
-
-    def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(1)
-        writer.close()
-
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    port = int(server.sockets[0].getsockname()[1])
-    yield port, accepted
-    server.close()
-    await server.wait_closed()
 
 
 async def test_without_the_allowlist_every_loopback_port_reads_the_same(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -15,21 +14,6 @@ from tests.integration.xmpp.prosody import Prosody
 pytestmark = pytest.mark.timeout(120)
 
 REFUSED = "blocked non-public address 127.0.0.1"
-
-
-@pytest.fixture
-async def listener() -> AsyncIterator[tuple[int, list[int]]]:
-    """An open loopback port that records every connection it accepts."""
-    accepted: list[int] = []
-
-    def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(1)
-        writer.close()
-
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    yield int(server.sockets[0].getsockname()[1]), accepted
-    server.close()
-    await server.wait_closed()
 
 
 async def test_without_the_allowlist_every_loopback_port_reads_the_same(

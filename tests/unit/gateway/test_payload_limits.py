@@ -22,7 +22,7 @@ from gateway.socket_handlers import ProtocolHandlers
 from gateway.transport.socketio_server import SockethubServer
 from schemas.platform_registry import PlatformRegistry
 from tests.unit.gateway.test_socket_handlers import Bridge, Gateway, Store, echo
-from tests.unit.gateway.transport.harness import PATH, WAIT, serving
+from tests.unit.gateway.transport.harness import WAIT, socketio_client
 from tests.unit.gateway.transport.test_socketio_server import until
 
 """Bound for anything a test waits for: a loaded 2-core machine is slow."""
@@ -197,17 +197,9 @@ class Served:
 @contextlib.asynccontextmanager
 async def served() -> AsyncIterator[tuple[Served, socketio.AsyncClient]]:
     gateway = Served()
-    async with serving(gateway.sio) as where:
-        client = socketio.AsyncClient(reconnection=False)
-        try:
-            await client.connect(
-                where.url, socketio_path=PATH, transports=["websocket"], wait_timeout=WAIT
-            )
-            await until(lambda: len(gateway.handlers.sessions) == 1)
-            yield gateway, client
-        finally:
-            with contextlib.suppress(Exception):
-                await client.disconnect()
+    async with socketio_client(gateway.sio) as client:
+        await until(lambda: len(gateway.handlers.sessions) == 1)
+        yield gateway, client
 
 
 async def test_a_600_deep_payload_gets_an_error_ack_on_every_event() -> None:

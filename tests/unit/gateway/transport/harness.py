@@ -18,16 +18,11 @@ from websockets.asyncio.client import ClientConnection
 
 from gateway.transport.engineio_server import LeanSockethubServer
 from gateway.transport.uvicorn_protocol import LeanWebSocketProtocol
+from sockethub.devstack.processes import free_port
 
 PATH = "sockethub"
 WAIT = 20.0
 """Generous bound for anything the tests wait for: a loaded 2-core machine is slow."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def lean_server(**kwargs: Any) -> LeanSockethubServer:
@@ -77,6 +72,22 @@ async def serving(sio: socketio.AsyncServer, **config: Any) -> AsyncIterator[Ser
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, WAIT)
+
+
+@contextlib.asynccontextmanager
+async def socketio_client(sio: socketio.AsyncServer) -> AsyncIterator[socketio.AsyncClient]:
+    """``sio`` served as by :func:`serving`, with a python-socketio client connected over
+    websocket; the client disconnects on the way out."""
+    async with serving(sio) as served:
+        client = socketio.AsyncClient(reconnection=False)
+        try:
+            await client.connect(
+                served.url, socketio_path=PATH, transports=["websocket"], wait_timeout=WAIT
+            )
+            yield client
+        finally:
+            with contextlib.suppress(Exception):
+                await client.disconnect()
 
 
 async def eventually(check: Callable[[], bool], what: str, within: float = WAIT) -> None:

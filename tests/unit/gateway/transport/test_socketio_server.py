@@ -13,7 +13,7 @@ from typing import Any
 import socketio
 
 from gateway.transport.socketio_server import ACK_WANTED, Reply, SockethubServer
-from tests.unit.gateway.transport.harness import PATH, WAIT, serving
+from tests.unit.gateway.transport.harness import PATH, WAIT, socketio_client
 
 """Bound for anything a test waits for: a loaded 2-core machine is slow."""
 
@@ -78,17 +78,9 @@ class Harness:
 @contextlib.asynccontextmanager
 async def connected() -> AsyncIterator[tuple[Harness, socketio.AsyncClient]]:
     harness = Harness()
-    async with serving(harness.sio) as served:
-        client = socketio.AsyncClient(reconnection=False)
-        try:
-            await client.connect(
-                served.url, socketio_path=PATH, transports=["websocket"], wait_timeout=WAIT
-            )
-            await until(lambda: bool(harness.sid))
-            yield harness, client
-        finally:
-            with contextlib.suppress(Exception):
-                await client.disconnect()
+    async with socketio_client(harness.sio) as client:
+        await until(lambda: bool(harness.sid))
+        yield harness, client
 
 
 async def until(check: Callable[[], bool]) -> None:
