@@ -1,10 +1,13 @@
 """Per-request attempt counters and the last crash's exit code, kept in Redis.
 
 The counter is incremented *before* a request is handled, so a request that
-kills the process is seen again with a count above one: that is how a crash
-(and, after ``max_attempts``, a poison message) is recognised. A request given
-up gracefully (shutdown, rebalance) has its count taken back; a request whose
-answer is committed is marked done, so a late redelivery is skipped.
+kills the process is seen again with a count above one: a *suspect*. A crash
+while many requests run names no culprit, so suspects are re-run one at a time;
+only a crash while a request ran alone is *charged* to it (a second counter),
+and only charged crashes count towards ``max_attempts`` and the dead-letter
+topic. A request given up gracefully (shutdown, rebalance) has its count taken
+back; a request whose answer is committed is marked done, so a late redelivery
+is skipped.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class Attempts:
     def __init__(self, client: Redis, prefix: str, platform: str) -> None:
         self._redis = client
         self._prefix = f"{prefix}:runner:{platform}:attempts:"
+        self._charged_prefix = f"{prefix}:runner:{platform}:charged:"
         self._exit_key = exit_key(prefix, platform)
         self._begin_script = client.register_script(_BEGIN)
         self._done_script = client.register_script(_DONE)
@@ -97,6 +101,20 @@ class Attempts:
         keys = [self._key(a) for a in activity_ids]
         if keys:
             await self._done_script(keys=keys, args=[DONE, COUNTER_TTL_S])
+
+    async def charged(self, activity_id: str) -> int:
+        """Crashes this request caused while it ran alone."""
+        value = await self._redis.get(self._charged_prefix + activity_id)
+        return int(value) if value is not None else 0
+
+    async def charge(self, activity_id: str, delta: int = 1) -> int:
+        """Charge (before it runs alone) or take back (``delta=-1``: it is no longer alone)."""
+        key = self._charged_prefix + activity_id
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incrby(key, delta)
+            pipe.expire(key, COUNTER_TTL_S)
+            count, _ = await pipe.execute()
+        return int(count)
 
     async def last_exit_code(self) -> str:
         """The exit code the supervisor recorded for this platform's last crash."""

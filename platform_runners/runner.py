@@ -172,6 +172,9 @@ class Runner:
         self._consumer = self._kafka.consumer(
             **kwargs,
             group_id=self.group_id,
+            # Static membership: a restarted runner (same instance name) takes its place
+            # in the group at once instead of waiting out the dead member's session.
+            group_instance_id=self.transactional_id,
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="earliest",
@@ -298,6 +301,9 @@ class Runner:
         self.log.info(
             "runner.partitions.assigned", partitions=sorted(tp.partition for tp in assigned)
         )
+        if self.settings.ready_file is not None:
+            with contextlib.suppress(OSError):
+                self.settings.ready_file.touch()
         try:
             await self.platform.partitions_assigned({tp.partition for tp in assigned})
         except Exception as exc:
@@ -408,16 +414,19 @@ class Runner:
             await self._control(work)
             return
         self._routes[request.session_id] = request.reply_route
-        attempt = await self._begin(request)
         try:
-            if attempt < 0:
-                self._complete(work, [], "skipped")
-            elif attempt == 1:
-                async with self.gate.shared():
+            # The attempt is counted inside the gate: a request still waiting behind a
+            # suspect has not run, so a crash then must not make it a suspect too.
+            async with self.gate.shared():
+                attempt = await self._begin(request)
+                if attempt < 0:
+                    self._complete(work, [], "skipped")
+                    return
+                if attempt == 1:
                     records, outcome = await self._invoke(work, attempt)
-                self._complete(work, records, outcome)
-            else:
-                await self._redelivered(work, attempt)
+                    self._complete(work, records, outcome)
+                    return
+            await self._redelivered(work, attempt)
         except asyncio.CancelledError:
             # Given back (shutdown, rebalance): not a crash, so the attempt does not count.
             await asyncio.shield(self._abandon(request.activity_id))
@@ -429,15 +438,7 @@ class Runner:
         metrics.REQUESTS.labels(self.platform_id, "abandoned").inc()
 
     async def _begin(self, request: Request) -> int:
-        """Count the attempt; waits out a Redis outage rather than guessing."""
-        delay = RETRY_BASE_S
-        while True:
-            try:
-                return await self.attempts.begin(request.activity_id)
-            except Exception as exc:
-                self.log.warning("runner.attempts.unavailable", error=repr(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        return await self._retrying(lambda: self.attempts.begin(request.activity_id))
 
     async def _control(self, work: Work) -> None:
         request = work.request
@@ -450,30 +451,34 @@ class Runner:
         self._complete(work, [], "control")
 
     async def _redelivered(self, work: Work, attempt: int) -> None:
-        """The request was being handled when the process died (``attempt - 1`` times)."""
+        """The request was running when the process died: a suspect, re-run alone.
+
+        Only crashes while it ran alone are charged to it (``Attempts.charge``): those
+        tell its session, and ``max_attempts`` of them dead-letter it. A suspect that
+        turns out innocent is answered as if nothing happened.
+        """
         assert self._committer is not None
         request = work.request
         metrics.CRASHES_SEEN.labels(self.platform_id).inc()
-        exit_code = await self._last_exit_code()
-        notices = (
-            []
-            if request.session_id in self._told_of_crash
-            else [self.answers.crash_notice(request, exit_code)]
-        )
-        self._told_of_crash.add(request.session_id)
+        charged = await self._retrying(lambda: self.attempts.charged(request.activity_id))
+        exit_code = await self._last_exit_code() if charged else "unknown"
         self.log.warning(
             "runner.request.redelivered",
             activity_id=request.activity_id,
             attempt=attempt,
-            exit_code=exit_code,
+            charged=charged,
         )
-        if attempt > self.settings.max_attempts:
+        notices = []
+        if charged and request.session_id not in self._told_of_crash:
+            notices.append(self.answers.crash_notice(request, exit_code))
+            self._told_of_crash.add(request.session_id)
+        if charged >= self.settings.max_attempts:
             error = (
-                f"Error: request abandoned after {attempt - 1} attempts: "
+                f"Error: request abandoned after {charged} attempts: "
                 f"session thread closed unexpectedly: {exit_code}"
             )
             dead = self.answers.dead_letter(
-                request, work.tp, work.offset, error, attempt - 1, exit_code
+                request, work.tp, work.offset, error, charged, exit_code
             )
             self.log.error("runner.request.dead_lettered", activity_id=request.activity_id)
             self._complete(
@@ -485,12 +490,17 @@ class Runner:
         async with self.gate.exclusive(ISOLATION_S) as alone:
             # Make the neighbours' answers and the notice durable before the suspect runs.
             await self._committer.flush()
+            if alone:
+                await self._retrying(lambda: self.attempts.charge(request.activity_id))
             task = asyncio.create_task(self._invoke(work, attempt))
             try:
                 await asyncio.wait({task}, timeout=ISOLATION_S)
             except asyncio.CancelledError:
                 task.cancel()
                 raise
+            if alone and not task.done():
+                # Others may run beside it from now on: a crash would name no culprit.
+                await self._retrying(lambda: self.attempts.charge(request.activity_id, -1))
             self.log.info("runner.request.isolated", alone=alone, finished=task.done())
         try:
             records, outcome = await task
@@ -499,6 +509,17 @@ class Runner:
             raise
         self._complete(work, records, outcome)
         await self._committer.flush()
+
+    async def _retrying(self, call: Callable[[], Awaitable[int]]) -> int:
+        """A Redis call of the crash accounting; waits out an outage rather than guessing."""
+        delay = RETRY_BASE_S
+        while True:
+            try:
+                return await call()
+            except Exception as exc:
+                self.log.warning("runner.attempts.unavailable", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _last_exit_code(self) -> str:
         try:

@@ -7,6 +7,8 @@ them from the runner settings it is constructed with, never from the environment
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -83,6 +85,14 @@ class RunnerSettings(CommonSettings):
         description=(
             "This runner's instance name, unique among the runners of one platform and stable "
             "across its restarts (it names the Kafka transactional id)"
+        ),
+    )
+    ready_file: Path | None = Field(
+        None,
+        description=(
+            "Created once the runner has its partitions (removed at start): a supervisor "
+            "restarts a runner that got this far at once after a crash, and backs off only "
+            "for one that cannot start"
         ),
     )
     job_timeout: float = Field(

@@ -143,7 +143,9 @@ def run_dev(settings: GatewaySettings, *, state_dir: str, ports: DevPorts = DevP
         sup = Supervisor(on_exit=_crash_recorder(settings))
         sup.add("gateway", python_cmd("gateway"))
         for platform in settings.platform_ids():
-            sup.add(f"runner:{platform}", python_cmd("runner", "--platform", platform))
+            sup.add(
+                f"runner:{platform}", python_cmd("runner", "--platform", platform), readiness=True
+            )
         threading.Thread(target=_announce_when_up, args=(settings, sup), daemon=True).start()
         return sup.run()
     finally:
@@ -158,7 +160,7 @@ def run_runners(settings: RunnerSettings) -> int:
     _export(settings)
     sup = Supervisor(on_exit=_crash_recorder(settings))
     for platform in settings.platform_ids():
-        sup.add(f"runner:{platform}", python_cmd("runner", "--platform", platform))
+        sup.add(f"runner:{platform}", python_cmd("runner", "--platform", platform), readiness=True)
     return sup.run()
 
 

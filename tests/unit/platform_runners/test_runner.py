@@ -251,6 +251,7 @@ class FakeAttempts:
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.charges: Counter[str] = Counter()
         self.abandoned: list[str] = []
         self.done_ids: list[str] = []
 
@@ -267,6 +268,13 @@ class FakeAttempts:
         for activity_id in activity_ids:
             self.counts[activity_id] = DONE
             self.done_ids.append(activity_id)
+
+    async def charged(self, activity_id: str) -> int:
+        return self.charges[activity_id]
+
+    async def charge(self, activity_id: str, delta: int = 1) -> int:
+        self.charges[activity_id] += delta
+        return self.charges[activity_id]
 
     async def last_exit_code(self) -> str:
         return EXIT_CODE
@@ -616,26 +624,68 @@ async def test_the_job_timeout_gives_up_on_a_handler_and_the_session_moves_on(
     assert stalled.activity_id not in h.attempts.abandoned  # it counts: it was tried
 
 
-async def test_a_request_seen_again_after_a_crash_is_announced_and_retried(
-    harness: Any,
-) -> None:
+async def test_a_suspect_is_rerun_alone_and_its_session_is_not_told(harness: Any) -> None:
+    """The process died while many requests ran: none is to blame yet."""
     h = harness(max_attempts=3)
     suspect = h.request("a", 0, "echo")
-    h.attempts.counts[suspect.activity_id] = 1  # the process died while handling it once
+    h.attempts.counts[suspect.activity_id] = 1  # it was running when the process died
+    await h.start()
+    await eventually(lambda: len(h.results()) == 1)
+    assert not [r for r in h.replies() if isinstance(r, PlatformEvent)]
+    assert h.script.attempts["a-0"] == 2
+    assert h.result("a-0").error is None
+    assert h.attempts.charges[suspect.activity_id] == 1  # charged while it ran alone
+
+
+async def test_a_request_that_crashed_alone_is_announced_and_retried(harness: Any) -> None:
+    h = harness(max_attempts=3)
+    culprit = h.request("a", 0, "echo")
+    h.attempts.counts[culprit.activity_id] = 2
+    h.attempts.charges[culprit.activity_id] = 1  # it ended the process while alone
     await h.start()
     await eventually(lambda: len(h.results()) == 1)
     (notice,) = [r for r in h.replies() if isinstance(r, PlatformEvent)]
     assert notice.session_id == "a"
     assert notice.error == f"Error: session thread closed unexpectedly: {EXIT_CODE}"
-    assert h.script.attempts["a-0"] == 2
     assert h.result("a-0").error is None
+    assert h.attempts.charges[culprit.activity_id] == 2
+
+
+async def test_suspects_are_never_dead_lettered_however_often_they_were_seen(
+    harness: Any,
+) -> None:
+    """Crashes beside other requests are not charged, so only charges reach the limit."""
+    h = harness(max_attempts=2)
+    seen = h.request("a", 0, "echo")
+    h.attempts.counts[seen.activity_id] = 5
+    await h.start()
+    await eventually(lambda: len(h.results()) == 1)
+    assert h.result("a-0").error is None
+    assert not [s for s in h.kafka.produced if s.topic == h.dead_letters]
+
+
+async def test_a_request_waiting_behind_a_suspect_is_not_counted(harness: Any) -> None:
+    """Only requests that entered the gate count an attempt: one that waited behind a
+    suspect running alone did not run, so a crash then does not make it a suspect."""
+    h = harness(max_attempts=3)
+    suspect = h.request("a", 0, "hold")
+    waiting = h.request("b", 0, "echo")
+    h.attempts.counts[suspect.activity_id] = 1
+    await h.start()
+    await eventually(lambda: "a-0" in h.script.started)
+    assert h.attempts.counts[waiting.activity_id] == 0
+    assert "b-0" not in h.script.started
+    h.script.release.set()
+    await eventually(lambda: len(h.results()) == 2)
+    assert h.attempts.counts[waiting.activity_id] == 1
 
 
 async def test_a_poison_request_is_dead_lettered_after_the_attempt_limit(harness: Any) -> None:
     h = harness(max_attempts=3)
     poison = h.request("a", 0, "echo")
     h.request("a", 1, "echo")
-    h.attempts.counts[poison.activity_id] = 3  # it has ended the process three times
+    h.attempts.counts[poison.activity_id] = 4
+    h.attempts.charges[poison.activity_id] = 3  # it has ended the process three times alone
     await h.start()
     await eventually(lambda: len(h.results()) == 2 and h.committed() == OffsetAndMetadata(2, ""))
     assert h.script.started == ["a-1"]  # never handed to the platform again
