@@ -125,6 +125,14 @@ class KafkaBroker(LocalService):
     """C1 JIT only: the broker is ready sooner and short runs (tests) cost less CPU;
     long runs (``sockethub dev``, benchmarks) want the full JIT, which costs less CPU
     per record once warm."""
+    node_id: int = 1
+    voters: str | None = None
+    """``controller.quorum.voters`` of a multi-node cluster (``id@host:port,...``); every
+    node is broker and controller. None: this node alone."""
+    cluster_id: str | None = None
+    """Shared by the nodes of one cluster; None: a new id when the storage is formatted."""
+    internal_replication: int = 1
+    """Replication factor of Kafka's own topics (consumer offsets, transaction state)."""
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -140,10 +148,14 @@ class KafkaBroker(LocalService):
         return PidFile(self.data_dir / "kafka.pid", marker=str(self.data_dir / "server.properties"))
 
     def _write_config(self) -> Path:
+        internal = str(self.internal_replication)
+        internal_isr = str(min(2, self.internal_replication))
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": (
+                self.voters or f"{self.node_id}@{self.host}:{self.controller_port}"
+            ),
             "listeners": (
                 f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
             ),
@@ -153,10 +165,11 @@ class KafkaBroker(LocalService):
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data_dir / "data"),
             "num.partitions": "3",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": internal,
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": internal,
+            "transaction.state.log.min.isr": internal_isr,
+            "unclean.leader.election.enable": "false",
             "transaction.state.log.num.partitions": "10",
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
@@ -195,7 +208,8 @@ class KafkaBroker(LocalService):
                 "move it away to start with an empty log"
             )
         result = subprocess.run(
-            self._java(libs, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(),
+            self._java(libs, "kafka.tools.StorageTool", "format", "-t",
+                       self.cluster_id or new_cluster_id(),
                        "-c", str(config)),
             capture_output=True, text=True, check=False,
         )  # fmt: skip
@@ -203,7 +217,10 @@ class KafkaBroker(LocalService):
             last = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
             raise StackError(f"formatting Kafka storage in {data} failed: {last[0]}")
 
-    def start(self, *, timeout: float = 90.0) -> None:
+    def start(self, *, timeout: float = 90.0, wait: bool = True) -> None:
+        """``wait=False`` returns once the process runs: the nodes of a cluster open their
+        client port only once a quorum of them runs, so they start together and then
+        :meth:`wait_ready` each."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._pidfile.reap_stale()
         hint = "stop it, or point SOCKETHUB_KAFKA_BOOTSTRAP at an existing broker"
@@ -214,4 +231,8 @@ class KafkaBroker(LocalService):
         self._format_once(libs, config)
         cmd = self._java(libs, "kafka.Kafka", str(config), heap=self.heap, quick=self.quick_start)
         self._launch(cmd, log=self.data_dir / "kafka.log", host=self.host, port=self.port,
-                     timeout=timeout)  # fmt: skip
+                     timeout=timeout, wait=wait)  # fmt: skip
+
+    def wait_ready(self, *, timeout: float = 90.0) -> None:
+        self._await_port(log=self.data_dir / "kafka.log", host=self.host, port=self.port,
+                         timeout=timeout)  # fmt: skip

@@ -161,11 +161,24 @@ class LocalService:
         raise NotImplementedError
 
     def _launch(
-        self, cmd: Sequence[str], *, log: Path, host: str, port: int, timeout: float
+        self,
+        cmd: Sequence[str],
+        *,
+        log: Path,
+        host: str,
+        port: int,
+        timeout: float,
+        wait: bool = True,
     ) -> None:
-        """Start ``cmd`` and wait until it accepts on host:port, or stop it and say why."""
+        """Start ``cmd`` and (with ``wait``) wait until it accepts on host:port, or stop it
+        and say why."""
         self._proc = spawn(cmd, log_path=log)
         self._pidfile.write(self._proc.pid)
+        if wait:
+            self._await_port(log=log, host=host, port=port, timeout=timeout)
+
+    def _await_port(self, *, log: Path, host: str, port: int, timeout: float) -> None:
+        assert self._proc is not None
         if not wait_for_port(host, port, timeout=timeout, proc=self._proc):
             code = self._proc.poll()
             self.stop()

@@ -81,6 +81,8 @@ class FaultStack:
     prefix: str = field(default_factory=lambda: f"f{uuid.uuid4().hex[:8]}")
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     gateways: list[GatewayProcess] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """More settings for every gateway and runner of this stack."""
     runners: RunnerStack = field(init=False)
 
     def __post_init__(self) -> None:
@@ -89,7 +91,11 @@ class FaultStack:
             self.services.redis.url,
             self.prefix,
             self.logs,
-            settings_env={"SOCKETHUB_SECRET": self.secret, "SOCKETHUB_REQUEST_PARTITIONS": "3"},
+            settings_env={
+                "SOCKETHUB_SECRET": self.secret,
+                "SOCKETHUB_REQUEST_PARTITIONS": "3",
+                **self.extra_env,
+            },
         )
 
     def gateway(self, *, wait: bool = True) -> GatewayProcess:
@@ -109,6 +115,7 @@ class FaultStack:
             "SOCKETHUB_REQUEST_TIMEOUT": str(GATEWAY_REQUEST_TIMEOUT),
             "SOCKETHUB_MAX_CONNECTIONS_PER_IP": "1000",
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
         log_path = self.logs / f"{gateway_id}.log"
         proc = spawn(
