@@ -241,14 +241,14 @@ class CommonSettings(EnvSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
     log_format: Literal["json", "console"] = Field("json", description="Log line format")
     heartbeat_interval: float = Field(
-        2.0,
+        1.0,
         gt=0,
         le=60,
         description="Seconds between a gateway's liveness writes to Redis (runners read them "
         "to release the IRC and XMPP connections of a gateway that died)",
     )
     heartbeat_ttl: float = Field(
-        6.0,
+        5.0,
         gt=0,
         description="Seconds a gateway's liveness key outlives its last write: several "
         "intervals, so a gateway that is merely slow keeps its sessions",

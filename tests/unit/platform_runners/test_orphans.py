@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytest
+
 from platform_runners.orphans import OrphanJudge
 from platform_runners.persistent import ConnectionKey, Slot
 from platform_runners.persistent_platform import PersistentPlatform
@@ -211,3 +213,9 @@ async def test_heartbeat_writes_its_incarnation_with_an_expiry_and_is_read_back(
     assert found == {"pfx.replies.gw-1": beat.incarnation, "pfx.replies.gone": None}
     again = GatewayHeartbeat(redis, "pfx", "pfx.replies.gw-1", interval=0.05, ttl=0.5)
     assert again.incarnation != beat.incarnation  # a restart under the same id is told apart
+
+
+def test_the_liveness_key_must_outlive_two_intervals() -> None:
+    with pytest.raises(ValueError, match="SOCKETHUB_HEARTBEAT_TTL"):
+        RunnerSettings(heartbeat_interval=2, heartbeat_ttl=3)
+    assert RunnerSettings().heartbeat_ttl >= 2 * RunnerSettings().heartbeat_interval
