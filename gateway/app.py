@@ -24,6 +24,7 @@ from gateway.transport.engineio_server import LeanSockethubServer
 from schemas.platform_registry import PlatformRegistry
 from sockethub.runtime.credentials import CredentialStore
 from sockethub.runtime.heap import freeze_startup_heap
+from sockethub.runtime.liveness import GatewayHeartbeat
 from sockethub.runtime.redis_client import redis_client
 
 log = structlog.get_logger("gateway")
@@ -85,6 +86,16 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await bridge.start()
+        # Runners release the persistent connections of this gateway's sessions once this
+        # key is gone (a kill -9 sends no session_closed).
+        heartbeat = GatewayHeartbeat(
+            redis,
+            settings.topic_prefix,
+            bridge.reply_topic,
+            interval=settings.heartbeat_interval,
+            ttl=settings.heartbeat_ttl,
+        )
+        await heartbeat.start()
         log.info(
             "gateway_started",
             gateway_id=settings.gateway_id,
@@ -97,6 +108,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
             yield
         finally:
             await handlers.close()
+            await heartbeat.stop()
             await bridge.stop()
             await readiness.close()
             await redis.aclose()

@@ -13,7 +13,9 @@ in their other verbs. This class does the rest:
   re-establishes each connection (and its rooms) with the credentials in
   Redis, then tells the attached sessions: a ``connect`` event with a note, or
   an ``error`` event when that failed;
-- on revocation or shutdown it closes the connections without forgetting them.
+- on revocation or shutdown it closes the connections without forgetting them;
+- every ``orphan_check_interval`` seconds it detaches the sessions whose gateway died
+  without a ``session_closed`` (:mod:`platform_runners.orphans`).
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import time
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Generic
 
 import structlog
 from redis.asyncio import Redis
 
+from platform_runners.orphans import OrphanJudge
 from platform_runners.persistent import (
     C,
     ConnectionKey,
@@ -49,10 +53,14 @@ from platform_runners.settings import PersistentSettings, RunnerSettings
 from schemas.envelopes import JSONDict
 from schemas.platform_registry import PlatformDescriptor
 from sockethub.runtime.credentials import CredentialStore
+from sockethub.runtime.liveness import read_heartbeats
 
 log = structlog.get_logger("platform_runners.persistent_platform")
 
 RESTORED_NOTE = "connection re-established by another runner"
+
+HeartbeatReader = Callable[[Sequence[str]], Awaitable[Mapping[str, str | None]]]
+"""Reply routes -> their gateway's incarnation, None where the liveness key is missing."""
 
 
 class PersistentPlatform(Platform, Generic[C]):
@@ -67,12 +75,16 @@ class PersistentPlatform(Platform, Generic[C]):
         store: StateStore | None = None,
         credentials: CredentialLookup | None = None,
         options: PersistentSettings | None = None,
+        heartbeats: HeartbeatReader | None = None,
     ) -> None:
         super().__init__(settings, descriptor, emitter)
         self.options = options or settings.persistent
         self.store: StateStore = store or KafkaStateStore(settings, descriptor.id)
         self.credential_lookup = credentials
         self._redis: Redis | None = None
+        self._heartbeats = heartbeats
+        self.orphans = OrphanJudge(confirm=2 * settings.heartbeat_interval)
+        self._watch: asyncio.Task[None] | None = None
         self.pool: ConnectionPool[C] = ConnectionPool(
             descriptor.id,
             emitter,
@@ -113,8 +125,19 @@ class PersistentPlatform(Platform, Generic[C]):
                 self._redis, self.settings.secret, prefix=self.settings.topic_prefix
             )
         await self.store.start()
+        if self.options.orphan_check_interval > 0:
+            if self._heartbeats is None:
+                if self._redis is None:
+                    self._redis = Redis.from_url(self.settings.redis_url)
+                redis, prefix = self._redis, self.settings.topic_prefix
+                self._heartbeats = lambda routes: read_heartbeats(redis, prefix, routes)
+            self._watch = asyncio.create_task(self._watch_orphans(), name="orphan-watch")
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+            self._watch = None
         await self.pool.close_all()
         await self.store.stop()
         if self._redis is not None:
@@ -195,6 +218,51 @@ class PersistentPlatform(Platform, Generic[C]):
         for slot in self.pool.sessions_of(session_id):
             self.pool.detach(slot, session_id)
             await self.pool.save(slot)
+
+    # -- orphans ------------------------------------------------------------------------------
+
+    async def _watch_orphans(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.orphan_check_interval)
+            try:
+                await self.release_orphans()
+            except Exception as exc:  # the watch must outlive any one check
+                log.error("persistent.orphans.check_failed", error=repr(exc))
+
+    async def release_orphans(self) -> int:
+        """One check: detach the sessions whose gateway is gone; returns how many."""
+        assert self._heartbeats is not None
+        held = {
+            (session_id, route)
+            for slot in self.pool.slots.values()
+            if not slot.closed
+            for session_id, route in slot.sessions.items()
+        }
+        beats: Mapping[str, str | None] = {}
+        if held:
+            try:
+                async with asyncio.timeout(max(1.0, self.options.orphan_check_interval)):
+                    beats = await self._heartbeats(sorted({route for _, route in held}))
+            except Exception as exc:
+                log.warning("persistent.orphans.unreadable", error=type(exc).__name__)
+                self.orphans.read_failed()
+                return 0
+        released = 0
+        for session_id, route in sorted(self.orphans.judge(held, beats, time.monotonic())):
+            for slot in self.pool.sessions_of(session_id):
+                # Judged on a snapshot: a session attached anew meanwhile keeps its connection.
+                if slot.sessions.get(session_id) != route:
+                    continue
+                log.info(
+                    "persistent.orphan.released",
+                    platform=self.descriptor.id,
+                    session_id=session_id,
+                    actor=slot.actor_id,
+                )
+                self.pool.detach(slot, session_id)
+                await self.pool.save(slot)
+                released += 1
+        return released
 
     # -- hand-over ----------------------------------------------------------------------------
 

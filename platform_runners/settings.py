@@ -26,6 +26,13 @@ class PersistentSettings(EnvSettings):
     restore_wait: float = Field(
         60.0, gt=0, description="Seconds a request waits for its connection's restoration"
     )
+    orphan_check_interval: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds between checks of the gateways' liveness keys: the sessions of a "
+        "gateway that died are detached, and their connections close after the grace "
+        "(0 turns the check off)",
+    )
 
 
 class IrcSettings(EnvSettings):

@@ -14,9 +14,9 @@ import os
 import types
 import typing
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -240,6 +240,27 @@ class CommonSettings(EnvSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
     log_format: Literal["json", "console"] = Field("json", description="Log line format")
+    heartbeat_interval: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Seconds between a gateway's liveness writes to Redis (runners read them "
+        "to release the IRC and XMPP connections of a gateway that died)",
+    )
+    heartbeat_ttl: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds a gateway's liveness key outlives its last write: several "
+        "intervals, so a gateway that is merely slow keeps its sessions",
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_outlives_interval(self) -> Self:
+        if self.heartbeat_ttl < 2 * self.heartbeat_interval:
+            raise ValueError(
+                "SOCKETHUB_HEARTBEAT_TTL must be at least twice SOCKETHUB_HEARTBEAT_INTERVAL"
+            )
+        return self
 
     def platform_ids(self) -> list[str]:
         return [p.strip() for p in self.platforms.split(",") if p.strip()]

@@ -40,7 +40,9 @@ class Harness:
             self.sink,
             store=self.store,
             credentials=self.credentials,
-            options=PersistentSettings.model_validate({"connection_grace": grace}),
+            options=PersistentSettings.model_validate(
+                {"connection_grace": grace, "orphan_check_interval": 0}
+            ),
             irc=IrcSettings.model_validate({"reconnect_window": 20, "timeout": 20}),
         )
 

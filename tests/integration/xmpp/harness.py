@@ -41,7 +41,9 @@ class Harness:
             self.sink,
             store=self.store,
             credentials=self.credentials,
-            options=PersistentSettings.model_validate({"connection_grace": grace}),
+            options=PersistentSettings.model_validate(
+                {"connection_grace": grace, "orphan_check_interval": 0}
+            ),
             xmpp=XmppSettings.model_validate(
                 {
                     "timeout": 20,

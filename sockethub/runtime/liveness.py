@@ -1,0 +1,84 @@
+"""Gateway liveness in Redis: how runners learn that a gateway died without a goodbye.
+
+A gateway that exits normally sends a ``session_closed`` record for each of its sessions;
+one killed with ``kill -9`` (or by the OOM killer) sends nothing. So each gateway keeps one
+Redis key alive, named after its reply topic (which every request carries as its
+``reply_route``, so a runner knows it without asking), set every ``heartbeat_interval``
+seconds with an expiry of ``heartbeat_ttl``. The value is an incarnation token, random per
+process: a gateway restarted under the same id (a container restarted in its pod) writes a
+new one, and the sessions of its previous life are as dead as if the key had vanished.
+
+Runners of persistent platforms read these keys (one ``MGET`` per check, whatever the number
+of sessions) and release the connections of sessions whose gateway is gone, see
+:mod:`platform_runners.orphans`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Sequence
+
+import structlog
+from redis.asyncio import Redis
+
+log = structlog.get_logger("sockethub.runtime.liveness")
+
+
+def heartbeat_key(prefix: str, reply_route: str) -> str:
+    return f"{prefix}:alive:{reply_route}"
+
+
+class GatewayHeartbeat:
+    """The gateway's side: refresh the key until stopped. A failed refresh is only logged:
+    the key lives ``ttl`` seconds, several intervals, so one slow or failed write is harmless."""
+
+    def __init__(
+        self, redis: Redis, prefix: str, reply_route: str, *, interval: float, ttl: float
+    ) -> None:
+        self._redis = redis
+        self.key = heartbeat_key(prefix, reply_route)
+        self.incarnation = secrets.token_hex(8)
+        self._interval = interval
+        self._ttl_ms = max(1, int(ttl * 1000))
+        self._task: asyncio.Task[None] | None = None
+
+    async def beat(self) -> None:
+        await self._redis.set(self.key, self.incarnation, px=self._ttl_ms)
+
+    async def start(self) -> None:
+        """Write the key once (a failure is logged), then keep refreshing it."""
+        await self._beat_logged()
+        self._task = asyncio.create_task(self._run(), name="gateway-heartbeat")
+
+    async def _beat_logged(self) -> None:
+        try:
+            async with asyncio.timeout(self._interval):
+                await self.beat()
+        except Exception as exc:
+            log.warning("heartbeat.failed", error=type(exc).__name__)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self._beat_logged()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+
+async def read_heartbeats(
+    redis: Redis, prefix: str, reply_routes: Sequence[str]
+) -> dict[str, str | None]:
+    """Each route's current incarnation, None where its key is missing. Raises on a Redis
+    error: the caller must then decide nothing."""
+    if not reply_routes:
+        return {}
+    values = await redis.mget([heartbeat_key(prefix, r) for r in reply_routes])
+    return {
+        route: (v.decode() if isinstance(v, bytes) else None if v is None else str(v))
+        for route, v in zip(reply_routes, values, strict=True)
+    }

@@ -1,0 +1,107 @@
+"""A gateway killed with ``kill -9`` sends no ``session_closed``: its sessions' IRC connections
+must still be released, once its liveness key is gone and the grace has run out. The real
+ngircd tells: a watcher in the same channel sees the QUIT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from platform_runners.irc.message import Message
+from tests.fixtures.gateway import Client, GatewayProcess, running_gateway
+from tests.fixtures.persistent import LOOPBACK_ALLOWLIST
+from tests.fixtures.runners import RunnerStack, started_runners
+from tests.integration.irc.ngircd import Ngircd
+from tests.integration.irc.test_e2e import activity, login, nick, room
+from tests.integration.irc.test_protocol import connection, until
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.timeout(300)]
+
+GRACE = 3
+"""The session grace (gateway) and connection grace (runner), short for the test."""
+LIVENESS = {"heartbeat_interval": "0.5", "heartbeat_ttl": "2"}
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"orph{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def irc_runner(
+    kafka_bootstrap: str, redis_url: str, stack_env: dict[str, str], prefix: str, tmp_path: Path
+) -> Iterator[RunnerStack]:
+    env = {
+        "SOCKETHUB_SECRET": stack_env["SOCKETHUB_SECRET"],
+        "SOCKETHUB_REQUEST_PARTITIONS": stack_env["SOCKETHUB_REQUEST_PARTITIONS"],
+        "SOCKETHUB_CONNECTION_GRACE": str(GRACE),
+        "SOCKETHUB_ORPHAN_CHECK_INTERVAL": "0.5",
+        "SOCKETHUB_FETCH_ALLOWLIST": LOOPBACK_ALLOWLIST,
+        **{f"SOCKETHUB_{k.upper()}": v for k, v in LIVENESS.items()},
+    }
+    stack = RunnerStack(kafka_bootstrap, redis_url, prefix, tmp_path / "runner-logs", env)
+    with started_runners(stack, "irc"):
+        yield stack
+
+
+@pytest.fixture
+def gateway(
+    stack_env: dict[str, str], prefix: str, tmp_path: Path, irc_runner: RunnerStack
+) -> Iterator[GatewayProcess]:
+    with running_gateway(
+        stack_env,
+        tmp_path / "gateway-logs",
+        topic_prefix=prefix,
+        request_timeout=90,
+        session_grace=GRACE,
+        **LIVENESS,
+    ) as process:
+        yield process
+
+
+async def test_kill_9_of_the_gateway_releases_its_irc_connections(
+    gateway: GatewayProcess,
+    irc_runner: RunnerStack,
+    ngircd: Ngircd,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    channel = f"#orphan{uuid.uuid4().hex[:6]}"
+    seen: list[Message] = []
+    watcher = connection(ngircd, seen)
+    await watcher.open()
+    client = await Client(gateway.url).connect()
+    try:
+        await watcher.join(channel)
+        name = nick()
+        connected = await login(client, name, ngircd)
+        assert "error" not in connected, connected
+        joined = await client.call("message", activity("join", name, target=room(channel)))
+        assert "error" not in joined, joined
+        await until(lambda: any(m.command == "JOIN" and m.nick == name for m in seen))
+
+        os.killpg(gateway.proc.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        gateway.proc.wait(10)
+        # Generous here; the figure is checked against the issue's bound below.
+        await until(lambda: any(m.command == "QUIT" and m.nick == name for m in seen), 120)
+        elapsed = time.monotonic() - killed
+        with capsys.disabled():
+            print(
+                f"\norphan: kill -9 of the gateway to the IRC QUIT: {elapsed:.1f} s "
+                f"(grace {GRACE} s, bound {GRACE + 10} s)"
+            )
+        assert elapsed <= GRACE + 10
+        irc_runner.processes[0].wait_for_log("persistent.orphan.released", timeout=5)
+    finally:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await client.close()
+        await watcher.close()
