@@ -239,6 +239,7 @@ class Stack:
     prefix: str = field(default_factory=lambda: f"e2e{uuid.uuid4().hex[:8]}")
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     port: int = field(default_factory=free_port)
+    internal_port: int = field(default_factory=free_port)
     gateway: subprocess.Popen[bytes] | None = None
     runner_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     runner_metrics_ports: list[int] = field(default_factory=list)
@@ -248,6 +249,11 @@ class Stack:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def internal_url(self) -> str:
+        """The gateway's ``/readyz`` and ``/metrics``."""
+        return f"http://127.0.0.1:{self.internal_port}"
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -270,6 +276,7 @@ class Stack:
             env=self.env(
                 SOCKETHUB_HOST="127.0.0.1",
                 SOCKETHUB_PORT=str(self.port),
+                SOCKETHUB_INTERNAL_PORT=str(self.internal_port),
                 SOCKETHUB_GATEWAY_ID=f"bench-{self.prefix}",
                 SOCKETHUB_ALLOWED_ORIGINS="*",
                 # Every client comes from 127.0.0.1; the per-address cap would refuse them.
@@ -296,7 +303,7 @@ class Stack:
     def hop_totals(self, extra: Sequence[str] = ()) -> dict[str, tuple[float, float]]:
         """The gateway's and the runners' histograms, and those of the ``extra``
         expositions, (count, sum) added up."""
-        urls = [f"{self.url}/metrics"]
+        urls = [f"{self.internal_url}/metrics"]
         urls += [f"http://127.0.0.1:{port}/metrics" for port in self.runner_metrics_ports]
         texts = list(extra)
         for url in urls:
@@ -316,7 +323,7 @@ class Stack:
             if self.gateway.poll() is not None:
                 raise RuntimeError(f"gateway exited; see {self.work / 'gateway.log'}")
             try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=5) as response:
+                with urllib.request.urlopen(f"{self.internal_url}/readyz", timeout=5) as response:
                     if response.status == 200:
                         break
             except OSError:

@@ -1,9 +1,11 @@
-"""The gateway's ASGI application: HTTP routes, with Socket.IO mounted beside them."""
+"""The gateway's ASGI applications: the public one (Socket.IO, the landing or demo page and
+the client bundles) and the internal one (``/healthz``, ``/readyz``, ``/metrics``)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import socketio
 import structlog
@@ -13,6 +15,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from gateway.demo import bundle_routes
 from gateway.demo import routes as demo_routes
 from gateway.health import Readiness
 from gateway.kafka_bridge import KafkaBridge
@@ -43,8 +46,21 @@ LANDING = """<!doctype html><html><head><meta charset="utf-8"><title>Sockethub</
 <code>{path}</code>.</p></body></html>"""
 
 
+@dataclass(frozen=True)
+class GatewayApps:
+    public: ASGIApp
+    """Socket.IO at ``settings.path``, Starlette behind it; its lifespan runs the gateway."""
+    internal: ASGIApp
+    """Probes and metrics, for the orchestrator and Prometheus only (no lifespan)."""
+
+
 def create_app(settings: GatewaySettings) -> ASGIApp:
-    """Starlette for HTTP, python-socketio at ``settings.path`` in front of it."""
+    """The public application alone (benchmarks and tests that need no probes)."""
+    return create_apps(settings).public
+
+
+def create_apps(settings: GatewaySettings) -> GatewayApps:
+    """Both applications, sharing one set of clients, metrics and readiness."""
     metrics = GatewayMetrics()
     registry = PlatformRegistry(settings.platform_ids(), dummy_faults=settings.dummy_faults)
     redis = redis_client(settings.redis_url)
@@ -114,17 +130,24 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
             await redis.aclose()
             log.info("gateway_stopped", gateway_id=settings.gateway_id)
 
+    # /healthz stays public too: a load balancer's check needs nothing internal.
+    pages = demo_routes(settings) if settings.demo else bundle_routes()
     http = Starlette(
         routes=[
             Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics_route),
-            *demo_routes(settings),  # the demo page at "/" comes before the plain landing page
+            *pages,  # the demo page at "/" comes before the plain landing page
             Route("/", landing),
         ],
         lifespan=lifespan,
     )
-    app: ASGIApp = socketio.ASGIApp(
+    public: ASGIApp = socketio.ASGIApp(
         sio, other_asgi_app=http, socketio_path=settings.path.strip("/")
     )
-    return app
+    internal = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_route),
+        ]
+    )
+    return GatewayApps(public=public, internal=internal)

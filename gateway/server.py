@@ -1,18 +1,24 @@
-"""``sockethub gateway``: serve the ASGI app with uvicorn."""
+"""``sockethub gateway``: serve the public and the internal ASGI apps with uvicorn."""
 
 from __future__ import annotations
 
-import uvicorn
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
 
-from gateway.app import create_app
+import uvicorn
+from starlette.types import ASGIApp
+
+from gateway.app import create_app, create_apps
 from gateway.settings import GatewaySettings
 from gateway.transport.uvicorn_protocol import LeanWebSocketProtocol
 from sockethub.runtime.observability import configure_logging
 
 
-def uvicorn_config(settings: GatewaySettings) -> uvicorn.Config:
+def uvicorn_config(settings: GatewaySettings, app: ASGIApp | None = None) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(settings),
+        app if app is not None else create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level="warning",
@@ -34,6 +40,64 @@ def uvicorn_config(settings: GatewaySettings) -> uvicorn.Config:
     )
 
 
+class InternalServer(uvicorn.Server):
+    """The internal listener: it leaves the signals to the public server, which stops it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def internal_config(settings: GatewaySettings, app: ASGIApp) -> uvicorn.Config:
+    host, port = settings.internal_address()
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="warning", log_config=None,
+        access_log=False, lifespan="off",
+    )  # fmt: skip
+
+
+def bind_internal(settings: GatewaySettings) -> socket.socket:
+    """Bound before anything starts, so that a taken port fails the start plainly."""
+    host, port = settings.internal_address()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve_both(settings: GatewaySettings, internal_socket: socket.socket) -> None:
+    """The public server owns the signals and the lifespan; the internal one answers
+    probes until the public one has finished its shutdown."""
+    apps = create_apps(settings)
+    public = uvicorn.Server(uvicorn_config(settings, apps.public))
+    internal = InternalServer(internal_config(settings, apps.internal))
+    internal_task = asyncio.create_task(internal.serve(sockets=[internal_socket]))
+    try:
+        await public.serve()
+    finally:
+        internal.should_exit = True
+        await internal_task
+
+
 def serve(settings: GatewaySettings) -> None:
     configure_logging(settings, process="gateway")
-    uvicorn.Server(uvicorn_config(settings)).run()
+    try:
+        internal_socket = bind_internal(settings)
+    except OSError as exc:
+        host, port = settings.internal_address()
+        raise SystemExit(
+            f"sockethub gateway: cannot listen on {host}:{port} (internal listener): "
+            f"{exc.strerror}; choose SOCKETHUB_INTERNAL_PORT"
+        ) from None
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        asyncio.run(serve_both(settings, internal_socket))
+        return
+    uvloop.run(serve_both(settings, internal_socket))

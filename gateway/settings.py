@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gateway.validation import MAX_DEPTH
 from sockethub.runtime.settings import CommonSettings
@@ -17,6 +17,23 @@ class GatewaySettings(CommonSettings):
     host: str = Field("127.0.0.1", description="Address the gateway listens on")
     port: int = Field(10550, ge=0, le=65535, description="Port the gateway listens on")
     path: str = Field("/sockethub", description="Socket.IO path")
+    internal_host: str = Field(
+        "127.0.0.1",
+        description="Address of the internal listener (/healthz, /readyz, /metrics); "
+        "never expose it to clients",
+    )
+    internal_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port of the internal listener (/healthz, /readyz, /metrics); "
+        "default: the public port + 1",
+    )
+    demo: bool = Field(
+        False,
+        description="Serve the demo page at / (on for `sockethub dev`); the client bundles "
+        "are served either way",
+    )
     gateway_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="This instance's name; its replies arrive on its own reply topic",
@@ -85,6 +102,24 @@ class GatewaySettings(CommonSettings):
     session_grace: int = Field(
         20, ge=0, description="Seconds a closed session's persistent state is kept for a reconnect"
     )
+
+    @model_validator(mode="after")
+    def _internal_listener_is_apart(self) -> GatewaySettings:
+        host, port = self.internal_address()
+        if port != 0 and port == self.port and host == self.host:
+            raise ValueError("SOCKETHUB_INTERNAL_PORT must differ from SOCKETHUB_PORT")
+        return self
+
+    def internal_address(self) -> tuple[str, int]:
+        """Where /readyz and /metrics are served: never the public listener, so that an
+        ingress in front of the gateway cannot expose them."""
+        if self.internal_port is not None:
+            return self.internal_host, self.internal_port
+        if self.port == 0:  # an ephemeral public port: an ephemeral internal one too
+            return self.internal_host, 0
+        if self.port == 65535:
+            raise ValueError("set SOCKETHUB_INTERNAL_PORT: the public port is the last one")
+        return self.internal_host, self.port + 1
 
     def origins(self) -> list[str] | str:
         """The configured origins, plus the gateway's own (its demo page must connect)."""

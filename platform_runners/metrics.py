@@ -1,8 +1,9 @@
-"""Prometheus metrics of a runner process (served when ``metrics_port`` is set)."""
+"""Prometheus metrics of a runner process (served by :mod:`platform_runners.health` when
+``metrics_port`` is set)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 from sockethub.runtime.record_age import HOP_BUCKETS
 
@@ -33,8 +34,3 @@ CRASHES_SEEN = Counter(
     ["platform"],
 )
 IN_FLIGHT = Gauge("sockethub_runner_in_flight", "Requests queued or running", ["platform"])
-
-
-def serve(port: int | None, host: str = "127.0.0.1") -> None:
-    if port is not None:
-        start_http_server(port, addr=host)

@@ -7,11 +7,12 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
 
 import structlog
 
-from platform_runners import metrics
 from platform_runners.committer import CommitError
+from platform_runners.health import HealthServer
 from platform_runners.platform import PlatformFactory
 from platform_runners.registry import UnknownPlatform, load_platform
 from platform_runners.runner import Runner
@@ -39,7 +40,6 @@ def run_runner(settings: RunnerSettings, platform: str) -> int:
         print(f"sockethub runner: {exc}", file=sys.stderr)
         return EXIT_USAGE
     assert descriptor is not None
-    metrics.serve(settings.metrics_port)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
@@ -74,6 +74,22 @@ def _give_up(deadline: float) -> None:
     os._exit(EXIT_FATAL)
 
 
+class _Current:
+    """The runner once constructed, for the health listener that starts before it."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.runner: Runner | None = None
+        self._stop = stop
+
+    def status(self) -> dict[str, Any]:
+        if self.runner is None:
+            return {"ready": False, "consumer": False, "joined": False, "partitions": []}
+        current = self.runner.status()
+        if self._stop.is_set():  # draining: a stopping runner is no longer ready
+            current["ready"] = False
+        return current
+
+
 async def _main(
     settings: RunnerSettings, factory: PlatformFactory, descriptor: PlatformDescriptor
 ) -> int:
@@ -81,12 +97,36 @@ async def _main(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_stop_signal, stop, settings)
+    current = _Current(stop)
+    health: HealthServer | None = None
+    if settings.metrics_port is not None:
+        # before the topics and the consumer, so that liveness answers while they start
+        health = HealthServer(settings.metrics_host, settings.metrics_port, current.status)
+        try:
+            await health.start()
+        except OSError as exc:
+            log.error("runner.health.failed", error=str(exc))
+            return EXIT_FATAL
+    try:
+        return await _run(settings, factory, descriptor, stop, current)
+    finally:
+        if health is not None:
+            await health.close()
+
+
+async def _run(
+    settings: RunnerSettings,
+    factory: PlatformFactory,
+    descriptor: PlatformDescriptor,
+    stop: asyncio.Event,
+    current: _Current,
+) -> int:
     try:
         await ensure_topics(settings, TopicLayout(settings).specs([descriptor.id]))
     except TopicSetupError as exc:
         log.error("runner.topics.failed", error=str(exc))
         return EXIT_FATAL
-    runner = Runner(settings, factory, descriptor)
+    runner = current.runner = Runner(settings, factory, descriptor)
     try:
         await runner.start()
         freeze_startup_heap(f"runner:{descriptor.id}")

@@ -144,6 +144,10 @@ class Runner:
         self._admin: AIOKafkaAdminClient | None = None
         self._committer: Committer | None = None
         self._track_lock = asyncio.Lock()
+        self.started = False
+        self.joined = False
+        """The group's assignment reached us at least once (possibly empty: an idle standby
+        runner is ready too, or a rollout of more runners than partitions would stall)."""
         self.log = log.bind(platform=self.platform_id, instance=settings.instance)
 
     def _store(self, settings: RunnerSettings) -> CredentialLookup | None:
@@ -201,12 +205,22 @@ class Runner:
         await self._admin.start()  # the assignment callback reads committed offsets with it
         self._consumer.subscribe([self.topic], listener=_Listener(self))
         await self._consumer.start()
+        self.started = True
         self.log.info(
             "runner.started",
             topic=self.topic,
             group=self.group_id,
             transactional=self.settings.transactions,
         )
+
+    def status(self) -> dict[str, Any]:
+        """Readiness for ``/readyz``: the consumer runs and has joined its group."""
+        return {
+            "ready": self.started and self.joined,
+            "consumer": self.started,
+            "joined": self.joined,
+            "partitions": sorted(tp.partition for tp in self.trackers),
+        }
 
     def _counted(self, records: int) -> None:
         self.answered += records
@@ -295,6 +309,7 @@ class Runner:
                 )
 
     async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.joined = True
         self._closing -= assigned
         self._paused -= assigned
         await self._track(assigned)

@@ -117,8 +117,15 @@ class RunnerSettings(CommonSettings):
     session_timeout_ms: int = Field(
         10000, ge=6000, description="Kafka consumer group session timeout"
     )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address of the runner's /healthz, /readyz and /metrics (with metrics_port)",
+    )
     metrics_port: int | None = Field(
-        None, description="Serve Prometheus metrics on this port (127.0.0.1) when set"
+        None,
+        ge=0,
+        le=65535,
+        description="Serve /healthz, /readyz and Prometheus /metrics on this port when set",
     )
     persistent: PersistentSettings = Field(
         default_factory=lambda: from_environment(PersistentSettings),

@@ -76,6 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_settings_flags(replay, CommonSettings)
 
+    topics = sub.add_parser(
+        "topics", help="create the topics of the enabled platforms and gateways"
+    )
+    topics.add_argument(
+        "--gateway-ids", default="",
+        help="comma-separated gateway ids whose reply topics to create (e.g. the StatefulSet's "
+        "pod names)",
+    )  # fmt: skip
+    add_settings_flags(topics, CommonSettings)
+
     runners = sub.add_parser("runners", help="supervise one runner process per enabled platform")
     add_settings_flags(runners, RunnerSettings)
     return parser
@@ -161,6 +171,23 @@ def _dispatch(args: argparse.Namespace) -> int:
         _start(replay_settings, "replay", redis=False)
         return run(replay_settings, filters, fmt=args.format, follow=args.follow,
                    to_topic=args.to_topic, force=args.force)  # fmt: skip
+    if args.command == "topics":
+        import asyncio
+
+        from schemas.topics import TopicLayout
+        from sockethub.runtime.kafka_clients import TopicSetupError, ensure_topics
+
+        topic_settings = settings_from_args(CommonSettings, args)
+        _start(topic_settings, "topics", redis=False)
+        ids = [i.strip() for i in args.gateway_ids.split(",") if i.strip()]
+        specs = TopicLayout(topic_settings).specs(topic_settings.platform_ids(), ids)
+        forced = topic_settings.model_copy(update={"create_topics": True})
+        try:
+            created = asyncio.run(ensure_topics(forced, specs))
+        except TopicSetupError as exc:
+            raise StackError(str(exc)) from None
+        print(f"{len(created)} topics created, {len(specs) - len(created)} already there")
+        return 0
     if args.command == "runners":
         from sockethub.dev import run_runners
 

@@ -73,20 +73,29 @@ def _default_dummy_faults(settings: BaseSettings) -> None:
         os.environ["SOCKETHUB_DUMMY_FAULTS"] = "true"
 
 
+def _default_demo(settings: GatewaySettings) -> None:
+    """The demo page is on for a local stack unless the user chose; a deployment leaves
+    it off (the setting's default)."""
+    if "demo" not in settings.model_fields_set:
+        os.environ["SOCKETHUB_DEMO"] = "true"
+
+
 def _announce_when_up(settings: GatewaySettings, sup: Supervisor) -> None:
     url = f"http://{settings.host}:{settings.port}/"
+    internal_host, internal_port = settings.internal_address()
+    readyz = f"http://{internal_host}:{internal_port}/readyz"
     for _ in range(600):
         if sup.stopping:
             return
         try:
-            with urllib.request.urlopen(url + "readyz", timeout=2) as resp:
+            with urllib.request.urlopen(readyz, timeout=2) as resp:
                 if resp.status == 200:
                     print(f"Sockethub is ready at {url}", flush=True)
                     return
         except OSError:
             pass
         sup.wait(0.5)
-    print(f"Sockethub did not become ready at {url}readyz; see the logs above", flush=True)
+    print(f"Sockethub did not become ready ({readyz}); see the logs above", flush=True)
 
 
 def _local_secret(state: Path) -> SecretStr:
@@ -114,6 +123,8 @@ def run_dev(settings: GatewaySettings, *, state_dir: str, ports: DevPorts = DevP
     try:
         require_free_port(settings.host, settings.port, "gateway",
                           "stop the other program or choose --port")  # fmt: skip
+        require_free_port(*settings.internal_address(), "gateway internal listener",
+                          "stop the other program or choose --internal-port")  # fmt: skip
         if "kafka_bootstrap" not in settings.model_fields_set:
             broker = KafkaBroker(
                 state / "kafka",
@@ -140,6 +151,7 @@ def run_dev(settings: GatewaySettings, *, state_dir: str, ports: DevPorts = DevP
         )
         _export(settings)
         _default_dummy_faults(settings)
+        _default_demo(settings)
         sup = Supervisor(on_exit=_crash_recorder(settings))
         sup.add("gateway", python_cmd("gateway"))
         for platform in settings.platform_ids():

@@ -70,6 +70,14 @@ def _asset_endpoint(path: Path, media_type: str) -> Endpoint:
     return serve
 
 
+def bundle_routes(*, node_modules: Path = NODE_MODULES) -> list[BaseRoute]:
+    """The client bundles, served whether or not the demo is: web apps load them."""
+    return [
+        Route(url, _bundle_endpoint(node_modules / package / relative, package), name=url)
+        for url, (package, relative) in BUNDLES.items()
+    ]
+
+
 def routes(settings: GatewaySettings, *, node_modules: Path = NODE_MODULES) -> list[BaseRoute]:
     """``/`` (the demo), the bundles and the demo's own assets, for ``create_app``."""
     page = (HERE / "index.html").read_text(encoding="utf-8")
@@ -82,10 +90,7 @@ def routes(settings: GatewaySettings, *, node_modules: Path = NODE_MODULES) -> l
         )
 
     result: list[BaseRoute] = [Route("/", index)]
-    for url, (package, relative) in BUNDLES.items():
-        result.append(
-            Route(url, _bundle_endpoint(node_modules / package / relative, package), name=url)
-        )
+    result += bundle_routes(node_modules=node_modules)
     for url, (filename, media_type) in ASSETS.items():
         result.append(Route(url, _asset_endpoint(HERE / filename, media_type), name=url))
     return result

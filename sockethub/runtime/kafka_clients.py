@@ -149,6 +149,12 @@ async def ensure_topics(
             missing = list({s.name: s for s in specs if s.name not in existing}.values())
             if not missing:
                 return []
+            if not settings.create_topics:
+                names = ", ".join(sorted(s.name for s in missing))
+                raise TopicSetupError(
+                    f"topics missing and SOCKETHUB_CREATE_TOPICS is off: {names} "
+                    "(create them with `sockethub topics`)"
+                )
             response = await admin.create_topics(
                 [
                     NewTopic(

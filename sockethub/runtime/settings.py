@@ -233,6 +233,11 @@ class CommonSettings(EnvSettings):
     topic_prefix: str = Field("sockethub", description="Prefix of every topic name")
     request_partitions: int = Field(6, ge=1, description="Partitions of each request topic")
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics")
+    create_topics: bool = Field(
+        True,
+        description="Create missing topics at start; off where pods may not create topics "
+        "(`sockethub topics` creates them beforehand, as the chart's Job does)",
+    )
     audit_retention_ms: int = Field(
         30 * 24 * 3600 * 1000,
         ge=-1,

@@ -106,3 +106,13 @@ async def test_request_through_kafka(kafka_bootstrap: str, encrypted: bool) -> N
     assert dict(received_headers)["sockethub-correlation-id"] == b"client-7"
     assert ("sockethub-key-id" in dict(received_headers)) is encrypted
     assert codec.decode(message.value, received_headers) == request
+
+
+async def test_without_create_topics_a_missing_topic_fails_plainly(kafka_bootstrap: str) -> None:
+    settings = settings_for(kafka_bootstrap).model_copy(update={"create_topics": False})
+    specs = TopicLayout(settings).specs(["dummy"], ["gw-0"])
+    with pytest.raises(TopicSetupError, match=r"SOCKETHUB_CREATE_TOPICS is off: .*replies"):
+        await ensure_topics(settings, specs)
+    # created beforehand (as `sockethub topics` does), the same check passes
+    await ensure_topics(settings.model_copy(update={"create_topics": True}), specs)
+    assert await ensure_topics(settings, specs) == []

@@ -164,3 +164,36 @@ secrets.logKeys, or one in the existing Secret (its logKeysKey), or logKeys.disa
         path: {{ .Values.kafka.tls.caKey }}
 {{- end }}
 {{- end }}
+
+{{/* The internal (headless) Service of the gateways: probes' port, metrics, pod DNS. */}}
+{{- define "sockethub.gatewayInternalService" -}}
+{{- printf "%s-gateway-internal" (include "sockethub.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The most gateway pods that may exist: ordinals 0 .. this - 1 are the gateway ids. */}}
+{{- define "sockethub.maxGateways" -}}
+{{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.maxReplicas }}{{ else }}{{ .Values.gateway.replicaCount }}{{ end }}
+{{- end }}
+
+{{/* The ingress controller whose cookie-affinity annotations to render. */}}
+{{- define "sockethub.stickyController" -}}
+{{- $class := lower (default "" .Values.ingress.className) }}
+{{- if .Values.ingress.stickyController }}{{ .Values.ingress.stickyController }}
+{{- else if contains "traefik" $class }}traefik
+{{- else if contains "haproxy" $class }}haproxy
+{{- else }}nginx
+{{- end }}
+{{- end }}
+
+{{/* Is a sticky path in front of the gateways (ingress cookie or HTTPRoute persistence)? */}}
+{{- define "sockethub.sticky" -}}
+{{- if or (and .Values.ingress.enabled .Values.ingress.stickySessions) (and .Values.httpRoute.enabled .Values.httpRoute.sessionPersistence) }}true{{ end }}
+{{- end }}
+
+{{/* The runner deadline rule: SIGKILL must never land inside a transaction. */}}
+{{- define "sockethub.checkRunnerGrace" -}}
+{{- $needed := add (ceil .Values.runners.shutdownGrace) 20 15 }}
+{{- if lt (int .Values.runners.terminationGracePeriodSeconds) (int $needed) }}
+{{- fail (printf "runners.terminationGracePeriodSeconds must be at least runners.shutdownGrace + 20 + 15 = %d" (int $needed)) }}
+{{- end }}
+{{- end }}

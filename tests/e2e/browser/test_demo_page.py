@@ -131,6 +131,7 @@ def test_demo_page_in_chromium(
         topic_prefix=demo_stack.prefix,
         port=port,
         allowed_origins=origin,
+        demo="true",
         wait=False,
     )
     gateway = dataclasses.replace(started, port=port)

@@ -100,6 +100,7 @@ class FaultStack:
 
     def gateway(self, *, wait: bool = True) -> GatewayProcess:
         port = free_port()
+        internal_port = free_port()
         gateway_id = f"gw-{uuid.uuid4().hex[:8]}"
         env = {
             **os.environ,
@@ -111,6 +112,7 @@ class FaultStack:
             "SOCKETHUB_PLATFORMS": "dummy",
             "SOCKETHUB_HOST": "127.0.0.1",
             "SOCKETHUB_PORT": str(port),
+            "SOCKETHUB_INTERNAL_PORT": str(internal_port),
             "SOCKETHUB_GATEWAY_ID": gateway_id,
             "SOCKETHUB_REQUEST_TIMEOUT": str(GATEWAY_REQUEST_TIMEOUT),
             "SOCKETHUB_MAX_CONNECTIONS_PER_IP": "1000",
@@ -121,7 +123,7 @@ class FaultStack:
         proc = spawn(
             [sys.executable, "-m", "sockethub.cli", "gateway"], log_path=log_path, env=env, cwd=REPO
         )
-        gateway = GatewayProcess(port, gateway_id, self.prefix, env, log_path, proc)
+        gateway = GatewayProcess(port, gateway_id, self.prefix, env, log_path, proc, internal_port)
         self.gateways.append(gateway)
         if wait:
             wait_ready(gateway, timeout=120)

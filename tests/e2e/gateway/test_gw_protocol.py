@@ -131,12 +131,16 @@ async def test_activities_of_one_session_are_answered_in_order(ws_client: Client
 async def test_http_routes(served_gateway: GatewayProcess, ws_client: Client) -> None:
     await ws_client.call("message", dummy("echo"))
     assert await fetch(f"{served_gateway.url}/healthz") == (200, b"ok")
-    status, body = await fetch(f"{served_gateway.url}/readyz")
+    assert await fetch(f"{served_gateway.internal_url}/healthz") == (200, b"ok")
+    status, body = await fetch(f"{served_gateway.internal_url}/readyz")
     assert status == 200
     assert json.loads(body) == {"ready": True, "kafka": True, "redis": True, "replies": True}
     status, body = await fetch(f"{served_gateway.url}/")
     assert status == 200 and b"/sockethub" in body
-    status, body = await fetch(f"{served_gateway.url}/metrics")
+    # the public port serves neither probes' details nor metrics
+    assert (await fetch(f"{served_gateway.url}/readyz"))[0] == 404
+    assert (await fetch(f"{served_gateway.url}/metrics"))[0] == 404
+    status, body = await fetch(f"{served_gateway.internal_url}/metrics")
     text = body.decode()
     assert "sockethub_gateway_connections " in text
     accepted = (

@@ -125,7 +125,13 @@ def test_one_scalable_runner_service_per_platform(project: Project) -> None:
 def test_health_checks(project: Project, demo: Project) -> None:
     services = project["services"]
     gateway = " ".join(services["gateway"]["healthcheck"]["test"])
-    assert "http://127.0.0.1:10550/readyz" in gateway
+    # the internal listener, not the public port
+    assert "http://127.0.0.1:10551/readyz" in gateway
+    assert services["gateway"]["environment"]["SOCKETHUB_INTERNAL_PORT"] == "10551"
+    for runner in RUNNERS:
+        check = " ".join(services[runner]["healthcheck"]["test"])
+        assert "http://127.0.0.1:9102/readyz" in check
+        assert services[runner]["environment"]["SOCKETHUB_METRICS_PORT"] == "9102"
     assert "rpk cluster health" in " ".join(services["redpanda"]["healthcheck"]["test"])
     assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     for name in DEMO:
@@ -214,3 +220,26 @@ def test_every_setting_is_a_known_valid_setting(
         env = {k: v for k, v in project["services"][name]["environment"].items() if v}
         settings = load_deployed_settings(model, env, monkeypatch, name)
         assert settings.replication_factor == 1
+
+
+def _seconds(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60}
+    for unit in ("ms", "s", "m"):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * units[unit]
+    return float(text) / 1e9  # docker compose config prints nanoseconds when no unit
+
+
+def test_stop_grace_outlasts_the_runners_deadline(project: Project) -> None:
+    shutdown_slack = 20  # platform_runners.process.SHUTDOWN_SLACK
+    for runner in RUNNERS:
+        service = project["services"][runner]
+        grace = float(service["environment"]["SOCKETHUB_SHUTDOWN_GRACE"])
+        assert _seconds(str(service["stop_grace_period"])) >= grace + shutdown_slack + 15
+    assert _seconds(str(project["services"]["gateway"]["stop_grace_period"])) > 10
+
+
+def test_the_readme_says_dev_container_mode_does_not_fsync() -> None:
+    readme = (REPO / "compose" / "README.md").read_text()
+    assert "--mode=dev-container" in readme and "fsync" in readme
+    assert "rpk redpanda mode production" in readme

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,6 +40,7 @@ NO_KEYS = ("--set", "logKeys.disabled=true")
 K8S_VERSIONS = ["1.25.0", kubernetes_validate.latest_version()]
 
 Manifest = dict[str, Any]
+CRD_GROUPS = ("monitoring.coreos.com/", "gateway.networking.k8s.io/")
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +81,7 @@ def one(docs: Iterable[Manifest], kind: str, name: str) -> Manifest:
 def runner_deployments(docs: Iterable[Manifest]) -> dict[str, Manifest]:
     return {
         d["metadata"]["labels"]["sockethub.org/platform"]: d
-        for d in kinds(docs, "Deployment")
+        for d in kinds(docs, "StatefulSet")
         if d["metadata"]["labels"].get("app.kubernetes.io/component") == "runner"
     }
 
@@ -116,7 +118,7 @@ def test_every_manifest_is_valid_kubernetes(
     docs: list[Manifest] = request.getfixturevalue(f"{which}_docs")
     checked = 0
     for doc in docs:
-        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+        if doc["apiVersion"].startswith(CRD_GROUPS):
             continue  # a CRD: checked in test_full_values_turn_everything_on
         try:
             kubernetes_validate.validate(doc, version, strict=True)
@@ -129,7 +131,7 @@ def test_every_manifest_is_valid_kubernetes(
 # --- what the chart must do ------------------------------------------------------------
 
 
-def test_one_runner_deployment_per_enabled_platform(
+def test_one_runner_statefulset_per_enabled_platform(
     helm_bin: Path, default_docs: list[Manifest]
 ) -> None:
     runners = runner_deployments(default_docs)
@@ -164,17 +166,24 @@ def test_per_platform_replicas_and_resources(full_docs: list[Manifest]) -> None:
 
 
 def test_gateway_probes_port_and_unique_id(default_docs: list[Manifest]) -> None:
-    gateway = one(default_docs, "Deployment", "sh-sockethub-gateway")
+    gateway = one(default_docs, "StatefulSet", "sh-sockethub-gateway")
     (container,) = gateway["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["gateway"]
-    assert container["ports"] == [{"name": "http", "containerPort": 10550, "protocol": "TCP"}]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 10550, "protocol": "TCP"},
+        {"name": "internal", "containerPort": 10551, "protocol": "TCP"},
+    ]
+    # probes on the internal port: the public one serves neither /readyz nor /metrics
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "internal"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "internal"}
     gateway_id = container_env(gateway)["SOCKETHUB_GATEWAY_ID"]
     assert gateway_id["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     config = one(default_docs, "ConfigMap", "sh-sockethub-gateway")["data"]
     assert config["SOCKETHUB_HOST"] == "0.0.0.0"
     assert config["SOCKETHUB_PORT"] == "10550"
+    assert config["SOCKETHUB_INTERNAL_HOST"] == "0.0.0.0"
+    assert config["SOCKETHUB_INTERNAL_PORT"] == "10551"
+    assert config["SOCKETHUB_DEMO"] == "false"
     service = one(default_docs, "Service", "sh-sockethub")
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     assert service["spec"]["selector"] == (
@@ -185,7 +194,7 @@ def test_gateway_probes_port_and_unique_id(default_docs: list[Manifest]) -> None
 def _checksums(docs: list[Manifest]) -> dict[str, str]:
     return {
         d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-        for d in kinds(docs, "Deployment")
+        for d in kinds(docs, "StatefulSet")
     }
 
 
@@ -207,11 +216,11 @@ def test_checksum_annotation_rolls_pods_when_config_changes(
     secret_sums = {
         d["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
         for d in kinds(render(helm_bin, *NO_KEYS, *_set({"redis.url": "redis://other:6379/1"})),
-                       "Deployment")
+                       "StatefulSet")
     }  # fmt: skip
     default_sums = {
         d["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
-        for d in kinds(default_docs, "Deployment")
+        for d in kinds(default_docs, "StatefulSet")
     }
     assert len(secret_sums) == 1 and secret_sums != default_sums
 
@@ -250,7 +259,7 @@ def test_no_secret_value_outside_the_secret(helm_bin: Path) -> None:
         "redis-url": SECRETS["redis.url"],
         "kafka-sasl-password": SECRETS["kafka.sasl.password"],
     }
-    for dep in kinds(docs, "Deployment"):
+    for dep in kinds(docs, "StatefulSet"):
         env = container_env(dep)
         for name in ("SOCKETHUB_SECRET", "SOCKETHUB_LOG_KEYS", "SOCKETHUB_REDIS_URL",
                      "SOCKETHUB_KAFKA_SASL_PASSWORD"):  # fmt: skip
@@ -273,7 +282,7 @@ def test_a_generated_server_secret_when_none_is_given(default_docs: list[Manifes
 
 def test_existing_secrets_are_referenced_not_rendered(full_docs: list[Manifest]) -> None:
     assert kinds(full_docs, "Secret") == []
-    for dep in kinds(full_docs, "Deployment"):
+    for dep in kinds(full_docs, "StatefulSet"):
         env = container_env(dep)
         refs = {n: env[n]["valueFrom"]["secretKeyRef"] for n in env if "valueFrom" in env[n]
                 and "secretKeyRef" in env[n]["valueFrom"]}  # fmt: skip
@@ -289,7 +298,7 @@ def test_existing_secrets_are_referenced_not_rendered(full_docs: list[Manifest])
 @pytest.mark.parametrize("which", ["default", "full"])
 def test_pods_are_locked_down(request: pytest.FixtureRequest, which: str) -> None:
     docs: list[Manifest] = request.getfixturevalue(f"{which}_docs")
-    deployments = kinds(docs, "Deployment")
+    deployments = kinds(docs, "StatefulSet")
     assert len(deployments) == (6 if which == "full" else 5)
     for dep in deployments:
         pod = dep["spec"]["template"]["spec"]
@@ -316,7 +325,7 @@ def test_full_values_turn_everything_on(full_docs: list[Manifest]) -> None:
     hpa = one(full_docs, "HorizontalPodAutoscaler", "sh-sockethub-gateway")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "sh-sockethub-gateway"
     assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu", "memory"]
-    gateway = one(full_docs, "Deployment", "sh-sockethub-gateway")
+    gateway = one(full_docs, "StatefulSet", "sh-sockethub-gateway")
     assert "replicas" not in gateway["spec"]  # the HPA owns it
 
     pdb = one(full_docs, "PodDisruptionBudget", "sh-sockethub-gateway")
@@ -328,11 +337,18 @@ def test_full_values_turn_everything_on(full_docs: list[Manifest]) -> None:
     monitor = one(full_docs, "ServiceMonitor", "sh-sockethub-gateway")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert monitor["spec"]["endpoints"] == [
-        {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s"}
+        {"port": "internal", "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s"}
     ]
-    service = one(full_docs, "Service", "sh-sockethub")
+    # the monitor scrapes the internal Service only, never the public one
+    internal = one(full_docs, "Service", "sh-sockethub-gateway-internal")
     selector = monitor["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= service["metadata"]["labels"].items()
+    assert selector.items() <= internal["metadata"]["labels"].items()
+    public = one(full_docs, "Service", "sh-sockethub")
+    assert not selector.items() <= public["metadata"]["labels"].items()
+    assert internal["spec"]["clusterIP"] == "None"
+    assert internal["spec"]["ports"] == [
+        {"name": "internal", "port": 9101, "targetPort": "internal", "protocol": "TCP"}
+    ]
 
     common = one(full_docs, "ConfigMap", "sh-sockethub-common")["data"]
     assert common["SOCKETHUB_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
@@ -340,7 +356,7 @@ def test_full_values_turn_everything_on(full_docs: list[Manifest]) -> None:
     assert common["SOCKETHUB_KAFKA_SSL_CAFILE"] == "/etc/sockethub/kafka-ca/ca.crt"
     assert common["SOCKETHUB_AUDIT_RETENTION_MS"] == "-1"
     assert common["SOCKETHUB_SCHEMA_REGISTRY_URL"] == "https://schema-registry.example.test"
-    for dep in kinds(full_docs, "Deployment"):
+    for dep in kinds(full_docs, "StatefulSet"):
         pod = dep["spec"]["template"]["spec"]
         assert {"name": "kafka-ca", "secret": {"secretName": "kafka-cluster-ca",
                 "items": [{"key": "ca.crt", "path": "ca.crt"}]}} in pod["volumes"]  # fmt: skip
@@ -366,7 +382,10 @@ def test_full_values_turn_everything_on(full_docs: list[Manifest]) -> None:
         "gateway.port=70000",
         "logLevel=verbose",
         "image.pullPolicy=Sometimes",
-        "runners.platforms.smtp.enabled=true",
+        "runners.platforms.Not_A_Name.enabled=true",
+        "runners.platforms.smtp.replicas=one",
+        "ingress.stickyController=envoy",
+        "gateway.trustedProxies=10.0.0.0/8",
         "runners.platforms.irc.replicas=-1",
         "redis.url=http://redis:6379",
         "unknownTopLevelKey=1",
@@ -405,7 +424,7 @@ def test_no_payload_keys_is_refused_unless_on_purpose(helm_bin: Path) -> None:
 def _log_keys_ref(docs: list[Manifest]) -> list[dict[str, Any]]:
     return [
         container_env(dep)["SOCKETHUB_LOG_KEYS"]["valueFrom"]["secretKeyRef"]
-        for dep in kinds(docs, "Deployment")
+        for dep in kinds(docs, "StatefulSet")
     ]
 
 
@@ -441,7 +460,9 @@ def _settings_env(docs: list[Manifest], deployment: Manifest) -> dict[str, str]:
     (container,) = pod["containers"]
     env: dict[str, str] = {}
     for source in container["envFrom"]:
-        env |= one(docs, "ConfigMap", source["configMapRef"]["name"])["data"]
+        name = source.get("configMapRef", {}).get("name", "")
+        if name.startswith("sh-sockethub"):  # the chart's own; extraEnvFrom is the site's
+            env |= one(docs, "ConfigMap", name)["data"]
     for var in container["env"]:
         env[var["name"]] = var.get("value", "from-a-secret")
     env["SOCKETHUB_REDIS_URL"] = "redis://127.0.0.1:6379/0"
@@ -457,7 +478,7 @@ def test_every_rendered_setting_is_a_known_valid_setting(
     from platform_runners.settings import RunnerSettings
 
     docs: list[Manifest] = request.getfixturevalue(f"{which}_docs")
-    for dep in kinds(docs, "Deployment"):
+    for dep in kinds(docs, "StatefulSet"):
         gateway = dep["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
         model = GatewaySettings if gateway else RunnerSettings
         env = _settings_env(docs, dep)
@@ -466,3 +487,247 @@ def test_every_rendered_setting_is_a_known_valid_setting(
             settings.kafka_bootstrap
             == one(docs, "ConfigMap", "sh-sockethub-common")["data"]["SOCKETHUB_KAFKA_BOOTSTRAP"]
         )
+
+
+# --- issue 22: identities, probes, stickiness, shutdown, isolation ------------------------
+
+
+def _pod(statefulset: Manifest) -> dict[str, Any]:
+    pod: dict[str, Any] = statefulset["spec"]["template"]["spec"]
+    return pod
+
+
+def test_gateways_and_runners_are_statefulsets_named_by_their_pods(
+    default_docs: list[Manifest],
+) -> None:
+    assert kinds(default_docs, "Deployment") == []
+    gateway = one(default_docs, "StatefulSet", "sh-sockethub-gateway")
+    assert gateway["spec"]["podManagementPolicy"] == "Parallel"
+    assert gateway["spec"]["serviceName"] == "sh-sockethub-gateway-internal"
+    assert container_env(gateway)["SOCKETHUB_GATEWAY_ID"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.name"}
+    }
+    for platform, runner in runner_deployments(default_docs).items():
+        assert runner["spec"]["podManagementPolicy"] == "Parallel"
+        governing = one(default_docs, "Service", runner["spec"]["serviceName"])
+        assert governing["spec"]["clusterIP"] == "None"
+        assert governing["spec"]["selector"]["sockethub.org/platform"] == platform
+        assert container_env(runner)["SOCKETHUB_INSTANCE"]["valueFrom"] == {
+            "fieldRef": {"fieldPath": "metadata.name"}
+        }
+
+
+@pytest.mark.parametrize("which", ["default", "full"])
+def test_no_service_links_and_the_extras(request: pytest.FixtureRequest, which: str) -> None:
+    docs: list[Manifest] = request.getfixturevalue(f"{which}_docs")
+    for workload in kinds(docs, "StatefulSet") + kinds(docs, "Job"):
+        assert workload["spec"]["template"]["spec"]["enableServiceLinks"] is False
+    if which == "default":
+        return
+    gateway = _pod(one(docs, "StatefulSet", "sh-sockethub-gateway"))
+    assert {"name": "site-ca", "configMap": {"name": "site-ca"}} in gateway["volumes"]
+    (container,) = gateway["containers"]
+    assert {"name": "site-ca", "mountPath": "/etc/site-ca", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert container["envFrom"][-1] == {"configMapRef": {"name": "sockethub-site"}}
+    for runner in runner_deployments(docs).values():
+        pod = _pod(runner)
+        assert {"name": "plugins", "emptyDir": {}} in pod["volumes"]
+        assert {"name": "plugins", "mountPath": "/opt/plugins"} in pod["containers"][0][
+            "volumeMounts"
+        ]
+        assert pod["containers"][0]["envFrom"][-1] == {
+            "secretRef": {"name": "sockethub-runner-extra"}
+        }
+
+
+def test_runners_have_probes_on_their_internal_port(default_docs: list[Manifest]) -> None:
+    runners_config = one(default_docs, "ConfigMap", "sh-sockethub-runners")["data"]
+    assert runners_config["SOCKETHUB_METRICS_HOST"] == "0.0.0.0"
+    assert runners_config["SOCKETHUB_METRICS_PORT"] == "9102"
+    for runner in runner_deployments(default_docs).values():
+        (container,) = _pod(runner)["containers"]
+        assert container["ports"] == [
+            {"name": "internal", "containerPort": 9102, "protocol": "TCP"}
+        ]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "internal"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "internal"}
+        assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "internal"}
+
+
+def test_shutdown_outlasts_the_runners_deadline_and_the_gateway_drains(
+    helm_bin: Path, default_docs: list[Manifest]
+) -> None:
+    shutdown_slack = 20  # platform_runners.process.SHUTDOWN_SLACK
+    grace = float(
+        one(default_docs, "ConfigMap", "sh-sockethub-runners")["data"]["SOCKETHUB_SHUTDOWN_GRACE"]
+    )
+    for runner in runner_deployments(default_docs).values():
+        assert _pod(runner)["terminationGracePeriodSeconds"] >= grace + shutdown_slack + 15
+    gateway = _pod(one(default_docs, "StatefulSet", "sh-sockethub-gateway"))
+    (container,) = gateway["containers"]
+    assert container["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "10"]}}
+    assert gateway["terminationGracePeriodSeconds"] > 10
+    result = _helm(helm_bin, "template", "sh", str(CHART), *NO_KEYS,
+                   "--set", "runners.terminationGracePeriodSeconds=30")  # fmt: skip
+    assert result.returncode != 0
+    assert "at least runners.shutdownGrace + 20 + 15 = 45" in result.stderr
+    docs = render(helm_bin, *NO_KEYS, "--set", "runners.shutdownGrace=30",
+                  "--set", "runners.terminationGracePeriodSeconds=65")  # fmt: skip
+    assert (
+        one(docs, "ConfigMap", "sh-sockethub-runners")["data"]["SOCKETHUB_SHUTDOWN_GRACE"] == "30"
+    )
+
+
+def _ingress_annotations(helm: Path, *args: str) -> dict[str, str]:
+    docs = render(helm, *NO_KEYS, "--set", "ingress.enabled=true", *args)
+    found: dict[str, str] = one(docs, "Ingress", "sh-sockethub")["metadata"].get("annotations", {})
+    return found
+
+
+def test_ingress_sticky_sessions_per_controller(helm_bin: Path) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["ingress"]["stickySessions"] is True
+    nginx = _ingress_annotations(helm_bin)
+    assert nginx["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+    assert nginx["nginx.ingress.kubernetes.io/affinity-mode"] == "persistent"
+    assert nginx["nginx.ingress.kubernetes.io/session-cookie-name"] == "sockethub-affinity"
+    assert _ingress_annotations(helm_bin, "--set", "ingress.className=haproxy") == {
+        "haproxy.org/cookie-persistence": "sockethub-affinity"
+    }
+    # Traefik reads stickiness from the Service
+    docs = render(helm_bin, *NO_KEYS, "--set", "ingress.enabled=true",
+                  "--set", "ingress.className=traefik")  # fmt: skip
+    assert "annotations" not in one(docs, "Ingress", "sh-sockethub")["metadata"]
+    service = one(docs, "Service", "sh-sockethub")["metadata"]["annotations"]
+    assert service["traefik.ingress.kubernetes.io/service.sticky.cookie"] == "true"
+    assert service["traefik.ingress.kubernetes.io/service.sticky.cookie.name"] == (
+        "sockethub-affinity"
+    )
+    # a class named otherwise: the controller is a value
+    named = _ingress_annotations(helm_bin, "--set", "ingress.className=edge",
+                                 "--set", "ingress.stickyController=haproxy")  # fmt: skip
+    assert "haproxy.org/cookie-persistence" in named
+    # user annotations win over the chart's
+    mine = _ingress_annotations(
+        helm_bin,
+        "--set",
+        "ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/affinity-mode=balanced",
+    )
+    assert mine["nginx.ingress.kubernetes.io/affinity-mode"] == "balanced"
+    off = _ingress_annotations(helm_bin, "--set", "ingress.stickySessions=false")
+    assert not any("affinity" in key for key in off)
+
+
+def test_httproute_with_cookie_session_persistence(full_docs: list[Manifest]) -> None:
+    route = one(full_docs, "HTTPRoute", "sh-sockethub")
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "gateways"}]
+    (rule,) = route["spec"]["rules"]
+    assert rule["backendRefs"] == [{"name": "sh-sockethub", "port": 80}]
+    assert rule["sessionPersistence"] == {"sessionName": "sockethub-affinity", "type": "Cookie"}
+
+
+def _notes(helm: Path, chart: Path, *args: str) -> str:
+    """NOTES.txt as rendered (``helm install --dry-run`` would need a cluster): a copy of the
+    chart carries it as a named template, rendered into a ConfigMap."""
+    if not chart.exists():
+        shutil.copytree(CHART, chart)
+        notes = (CHART / "templates" / "NOTES.txt").read_text()
+        (chart / "templates" / "NOTES.txt").unlink()
+        (chart / "templates" / "_notes.tpl").write_text(
+            '{{- define "test.notes" }}' + notes + "{{- end }}"
+        )
+        (chart / "templates" / "notes.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+            'data:\n  notes: {{ include "test.notes" . | quote }}\n'
+        )
+    result = _helm(helm, "template", "sh", str(chart), "--namespace", "chat", *NO_KEYS, *args)
+    assert result.returncode == 0, result.stderr
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return str(one(docs, "ConfigMap", "notes")["data"]["notes"])
+
+
+def test_notes_warn_of_several_replicas_without_stickiness(helm_bin: Path, tmp_path: Path) -> None:
+    chart = tmp_path / "chart"
+    warning = "WARNING: more than one gateway replica without sticky sessions"
+    assert warning in _notes(helm_bin, chart)  # two replicas, no ingress, no route
+    assert warning in _notes(helm_bin, chart, "--set", "ingress.enabled=true",
+                             "--set", "ingress.stickySessions=false")  # fmt: skip
+    assert warning not in _notes(helm_bin, chart, "--set", "ingress.enabled=true")
+    assert warning not in _notes(helm_bin, chart, "--set", "gateway.replicaCount=1")
+    assert warning not in _notes(helm_bin, chart, "--set", "httpRoute.enabled=true")
+
+
+def test_trusted_proxies_are_plumbed_only_when_given(
+    helm_bin: Path, default_docs: list[Manifest]
+) -> None:
+    config = one(default_docs, "ConfigMap", "sh-sockethub-gateway")["data"]
+    assert "SOCKETHUB_TRUSTED_PROXIES" not in config
+    docs = render(helm_bin, *NO_KEYS, "--set", "gateway.trustedProxies={10.0.0.0/8,fd00::/8}")
+    config = one(docs, "ConfigMap", "sh-sockethub-gateway")["data"]
+    assert config["SOCKETHUB_TRUSTED_PROXIES"] == "10.0.0.0/8,fd00::/8"
+
+
+def test_pod_monitor_for_the_runners(full_docs: list[Manifest]) -> None:
+    monitor = one(full_docs, "PodMonitor", "sh-sockethub-runners")
+    assert monitor["spec"]["podMetricsEndpoints"] == [
+        {"port": "internal", "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s"}
+    ]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    for runner in runner_deployments(full_docs).values():
+        assert selector.items() <= runner["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_network_policy_keeps_runners_off_internal_addresses(full_docs: list[Manifest]) -> None:
+    policy = one(full_docs, "NetworkPolicy", "sh-sockethub-runners")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    blocks = [
+        peer["ipBlock"]
+        for rule in policy["spec"]["egress"]
+        for peer in rule["to"]
+        if "ipBlock" in peer
+    ]
+    anywhere = {b["cidr"]: set(b.get("except", [])) for b in blocks}
+    assert {"169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= anywhere[
+        "0.0.0.0/0"
+    ]
+    assert {"fc00::/7", "fe80::/10"} <= anywhere["::/0"]
+    assert anywhere["10.20.0.0/16"] == set()  # allowTo: the site's own servers
+    gateway = one(full_docs, "NetworkPolicy", "sh-sockethub-gateway")
+    ports = [rule["ports"][0]["port"] for rule in gateway["spec"]["ingress"]]
+    assert ports == ["http", "internal"]
+
+
+def test_third_party_platform_names_are_accepted(helm_bin: Path) -> None:
+    docs = render(helm_bin, *NO_KEYS, "--set", "runners.platforms.matrix.enabled=true",
+                  "--set", "runners.platforms.matrix.replicas=2")  # fmt: skip
+    runners = runner_deployments(docs)
+    assert runners["matrix"]["spec"]["replicas"] == 2
+    assert _pod(runners["matrix"])["containers"][0]["args"] == ["runner", "--platform", "matrix"]
+    platforms = one(docs, "ConfigMap", "sh-sockethub-gateway")["data"]["SOCKETHUB_PLATFORMS"]
+    assert "matrix" in platforms.split(",")
+
+
+def test_topic_job_creates_every_topic_before_the_pods(
+    default_docs: list[Manifest], full_docs: list[Manifest]
+) -> None:
+    assert kinds(default_docs, "Job") == []
+    assert (
+        "SOCKETHUB_CREATE_TOPICS"
+        not in one(default_docs, "ConfigMap", "sh-sockethub-common")["data"]
+    )
+    job = one(full_docs, "Job", "sh-sockethub-topics")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    # reply topics for every gateway id the HPA may reach (maxReplicas 12)
+    ids = [f"sh-sockethub-gateway-{n}" for n in range(12)]
+    assert container["args"] == ["topics", "--gateway-ids", ",".join(ids)]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SOCKETHUB_PLATFORMS"]["value"] == "dummy,feeds,irc,metadata,xmpp"
+    assert env["SOCKETHUB_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "sockethub-kafka-user", "key": "password"
+    }  # fmt: skip
+    common = one(full_docs, "ConfigMap", "sh-sockethub-common")["data"]
+    assert common["SOCKETHUB_CREATE_TOPICS"] == "false"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -57,6 +58,10 @@ async def test_verbs_answer_as_the_spec_says(
     read, seconds = histogram_totals(body.decode())["sockethub_runner_queue_seconds"]
     assert read == len(requests)
     assert 0 < seconds / len(requests) < 30
+    # The same listener answers the orchestrator's probes.
+    assert await fetch(f"http://127.0.0.1:{metrics_port}/healthz") == (200, b"ok")
+    status, body = await fetch(f"http://127.0.0.1:{metrics_port}/readyz")
+    assert status == 200 and json.loads(body)["joined"] is True
     assert runner.terminate() == 0  # SIGTERM with the hang in flight: gives it back, exits 0
 
     # The hang was given back, not crashed on: its next runner gets no crash notice.

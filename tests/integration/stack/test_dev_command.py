@@ -73,9 +73,11 @@ class DevStack:
     def __init__(self, state: Path) -> None:
         self.state = state
         self.port = free_port()
+        self.internal_port = free_port()
         self.args = [
             sys.executable, "-m", "sockethub.cli", "dev", "--state-dir", str(state),
-            "--port", str(self.port), "--kafka-port", str(free_port()),
+            "--port", str(self.port), "--internal-port", str(self.internal_port),
+            "--kafka-port", str(free_port()),
             "--kafka-controller-port", str(free_port()), "--redis-port", str(free_port()),
             "--gateway-id", "devtest", "--platforms", "dummy",
         ]  # fmt: skip
@@ -105,10 +107,13 @@ def dev_stack(tmp_path: Path) -> Iterator[DevStack]:
 
 def test_dev_serves_readyz_and_stops_without_orphans(dev_stack: DevStack) -> None:
     proc = dev_stack.start()
-    body = _wait_ready(f"http://127.0.0.1:{dev_stack.port}/readyz", proc)
+    body = _wait_ready(f"http://127.0.0.1:{dev_stack.internal_port}/readyz", proc)
     assert body == {"ready": True, "kafka": True, "redis": True, "replies": True}
     with urllib.request.urlopen(f"http://127.0.0.1:{dev_stack.port}/healthz", timeout=5) as resp:
         assert resp.status == 200
+    # `sockethub dev` serves the demo page, which a deployment leaves off
+    with urllib.request.urlopen(f"http://127.0.0.1:{dev_stack.port}/", timeout=5) as resp:
+        assert "Content-Security-Policy" in resp.headers
     deadline = time.monotonic() + 30
     while "Sockethub is ready at" not in dev_stack.output() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -124,7 +129,7 @@ def test_dev_serves_readyz_and_stops_without_orphans(dev_stack: DevStack) -> Non
 
 def test_dev_recovers_after_kill_9(dev_stack: DevStack) -> None:
     proc = dev_stack.start()
-    _wait_ready(f"http://127.0.0.1:{dev_stack.port}/readyz", proc)
+    _wait_ready(f"http://127.0.0.1:{dev_stack.internal_port}/readyz", proc)
     proc.kill()
     proc.wait(10)
     seen = len(dev_stack.output())
@@ -136,7 +141,7 @@ def test_dev_recovers_after_kill_9(dev_stack: DevStack) -> None:
         assert proc.poll() is None, f"second start exited with {proc.returncode}"
         assert time.monotonic() < deadline, "the second start never became ready"
         time.sleep(0.5)
-    body = _wait_ready(f"http://127.0.0.1:{dev_stack.port}/readyz", proc)
+    body = _wait_ready(f"http://127.0.0.1:{dev_stack.internal_port}/readyz", proc)
     assert body["ready"] is True
     proc.send_signal(signal.SIGINT)
     assert proc.wait(90) == 0

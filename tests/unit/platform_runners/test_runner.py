@@ -893,3 +893,12 @@ def test_fakes_cover_what_the_runner_calls() -> None:
         for method in methods:
             assert hasattr(real, method), (real, method)
             assert hasattr(fake, method), (fake, method)
+
+
+async def test_the_runner_is_ready_once_its_group_assignment_reached_it(harness: Any) -> None:
+    h = harness()
+    running = await h.start()
+    await eventually(lambda: running.runner.joined)
+    status = running.runner.status()
+    assert status["ready"] is True and status["consumer"] is True
+    assert status["partitions"] == sorted(status["partitions"])
