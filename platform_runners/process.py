@@ -16,7 +16,7 @@ from platform_runners.health import HealthServer
 from platform_runners.platform import PlatformFactory
 from platform_runners.registry import UnknownPlatform, load_platform
 from platform_runners.runner import Runner
-from platform_runners.settings import RunnerSettings
+from platform_runners.settings import SHUTDOWN_SLACK, RunnerSettings
 from schemas.platform_registry import PlatformDescriptor, PlatformRegistry
 from schemas.topics import TopicLayout
 from sockethub.runtime.heap import freeze_startup_heap
@@ -45,10 +45,6 @@ def run_runner(settings: RunnerSettings, platform: str) -> int:
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         return asyncio.run(_main(settings, factory, descriptor))
     return int(uvloop.run(_main(settings, factory, descriptor)))
-
-
-SHUTDOWN_SLACK = 20.0
-"""Seconds beyond ``shutdown_grace`` that a stopping runner may take before it gives up."""
 
 
 def _on_stop_signal(stop: asyncio.Event, settings: RunnerSettings) -> None:

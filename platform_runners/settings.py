@@ -14,6 +14,9 @@ from pydantic_settings import SettingsConfigDict
 
 from sockethub.runtime.settings import CommonSettings, EnvSettings, from_environment
 
+SHUTDOWN_SLACK = 20.0
+"""Seconds beyond ``shutdown_grace`` that a stopping runner may take before it gives up."""
+
 
 class PersistentSettings(EnvSettings):
     """Connection pooling of the persistent platforms (IRC, XMPP)."""

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from gateway.settings import GatewaySettings
-from platform_runners.settings import RunnerSettings
+from platform_runners.settings import SHUTDOWN_SLACK, RunnerSettings
 from schemas.topics import TopicLayout
 from sockethub.devstack.errors import StackError
 from sockethub.devstack.kafka import KafkaBroker
@@ -170,7 +170,9 @@ def run_runners(settings: RunnerSettings) -> int:
     if not settings.platform_ids():
         raise StackError("no platforms enabled: set SOCKETHUB_PLATFORMS or --platforms")
     _export(settings)
-    sup = Supervisor(on_exit=_crash_recorder(settings))
+    # A runner gives up stopping after its own deadline: wait a little longer than that.
+    stop_timeout = settings.shutdown_grace + SHUTDOWN_SLACK + 5
+    sup = Supervisor(on_exit=_crash_recorder(settings), stop_timeout=stop_timeout)
     for platform in settings.platform_ids():
         sup.add(f"runner:{platform}", python_cmd("runner", "--platform", platform), readiness=True)
     return sup.run()

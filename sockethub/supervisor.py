@@ -62,8 +62,16 @@ class Supervisor:
     """Crashes after readiness within a minute that are restarted at once."""
     POLL_S = 0.1
 
-    def __init__(self, on_exit: Callable[[Child, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_exit: Callable[[Child, int], None] | None = None,
+        *,
+        stop_timeout: float = 20.0,
+    ) -> None:
+        """``stop_timeout``: how long a child may take to stop after SIGTERM (at least its
+        own shutdown deadline) before it is killed."""
         self.children: list[Child] = []
+        self.stop_timeout = stop_timeout
         self._stop = threading.Event()
         self._on_exit = on_exit
         self._ready_dir: Path | None = None
@@ -167,7 +175,7 @@ class Supervisor:
                 child.proc.send_signal(signal.SIGTERM)
         for child in running:
             assert child.proc is not None
-            code = stop(child.proc)
+            code = stop(child.proc, timeout=self.stop_timeout)
             log.info("process stopped", process=child.name, exit_code=code)
             child.proc = None
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from platform_runners.settings import SHUTDOWN_SLACK
 from sockethub.devstack.tools import ensure_compose
 from tests.integration.deploy.settings_check import load_deployed_settings
 
@@ -102,7 +103,7 @@ def test_dummy_platform_is_off_by_default(
     with_dummy = render(compose_cmd, workdir, "dummy")
     assert set(with_dummy["services"]) == CORE | {"runner-dummy"}
     runner = with_dummy["services"]["runner-dummy"]
-    assert runner["entrypoint"][2].startswith("exec sockethub runner --platform dummy ")
+    assert runner["entrypoint"][2].startswith("exec sockethub runners --platforms dummy ")
     assert "SOCKETHUB_DUMMY_FAULTS" not in runner["environment"]
 
 
@@ -113,7 +114,7 @@ def test_one_scalable_runner_service_per_platform(project: Project) -> None:
         assert (shell, flag) == ("sh", "-c")
         # Replicas are told apart by their container hostname (their transactional id);
         # `compose config` keeps the `$$` escape, the container's shell sees `$HOSTNAME`.
-        assert script == f'exec sockethub runner --platform {platform} --instance "$$HOSTNAME"'
+        assert script == f'exec sockethub runners --platforms {platform} --instance "$$HOSTNAME"'
         assert runner.get("command") is None
         # Scalable with --scale: no fixed name, no published port.
         assert "container_name" not in runner
@@ -231,7 +232,7 @@ def _seconds(text: str) -> float:
 
 
 def test_stop_grace_outlasts_the_runners_deadline(project: Project) -> None:
-    shutdown_slack = 20  # platform_runners.process.SHUTDOWN_SLACK
+    shutdown_slack = SHUTDOWN_SLACK
     for runner in RUNNERS:
         service = project["services"][runner]
         grace = float(service["environment"]["SOCKETHUB_SHUTDOWN_GRACE"])

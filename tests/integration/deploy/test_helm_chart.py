@@ -20,6 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from platform_runners.settings import SHUTDOWN_SLACK
 from sockethub.devstack.tools import ensure_helm
 from tests.integration.deploy.settings_check import load_deployed_settings
 
@@ -138,7 +139,7 @@ def test_one_runner_statefulset_per_enabled_platform(
     assert set(runners) == DEFAULT_PLATFORMS
     for platform, dep in runners.items():
         (container,) = dep["spec"]["template"]["spec"]["containers"]
-        assert container["args"] == ["runner", "--platform", platform]
+        assert container["args"] == ["runners", "--platforms", platform]
         assert dep["metadata"]["name"] == f"sh-sockethub-runner-{platform}"
         # Each replica is its own runner instance (its Kafka transactional id).
         instance = next(e for e in container["env"] if e["name"] == "SOCKETHUB_INSTANCE")
@@ -559,7 +560,7 @@ def test_runners_have_probes_on_their_internal_port(default_docs: list[Manifest]
 def test_shutdown_outlasts_the_runners_deadline_and_the_gateway_drains(
     helm_bin: Path, default_docs: list[Manifest]
 ) -> None:
-    shutdown_slack = 20  # platform_runners.process.SHUTDOWN_SLACK
+    shutdown_slack = SHUTDOWN_SLACK
     grace = float(
         one(default_docs, "ConfigMap", "sh-sockethub-runners")["data"]["SOCKETHUB_SHUTDOWN_GRACE"]
     )
@@ -705,7 +706,7 @@ def test_third_party_platform_names_are_accepted(helm_bin: Path) -> None:
                   "--set", "runners.platforms.matrix.replicas=2")  # fmt: skip
     runners = runner_deployments(docs)
     assert runners["matrix"]["spec"]["replicas"] == 2
-    assert _pod(runners["matrix"])["containers"][0]["args"] == ["runner", "--platform", "matrix"]
+    assert _pod(runners["matrix"])["containers"][0]["args"] == ["runners", "--platforms", "matrix"]
     platforms = one(docs, "ConfigMap", "sh-sockethub-gateway")["data"]["SOCKETHUB_PLATFORMS"]
     assert "matrix" in platforms.split(",")
 
