@@ -44,7 +44,7 @@ LANDING = """<!doctype html><html><head><meta charset="utf-8"><title>Sockethub</
 
 def create_app(settings: GatewaySettings) -> ASGIApp:
     """Starlette for HTTP, python-socketio at ``settings.path`` in front of it."""
-    metrics = GatewayMetrics()
+    metrics = GatewayMetrics(settings.gateway_id)
     registry = PlatformRegistry(settings.platform_ids(), dummy_faults=settings.dummy_faults)
     redis = redis_client(settings.redis_url)
     store = CredentialStore(
