@@ -163,6 +163,12 @@ class FakeConsumer:
     async def commit(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
         self.kafka.committed.update(offsets)
 
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self.kafka.logs[tp]) for tp in tps}
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
     async def getmany(
         self, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
@@ -717,6 +723,30 @@ async def test_a_poison_request_is_dead_lettered_after_the_attempt_limit(harness
     assert dead_request.activity_id == poison.activity_id
     notices = [r for r in h.replies() if isinstance(r, PlatformEvent)]
     assert len(notices) == 1
+
+
+def lag_gauge(partition: int) -> float | None:
+    return REGISTRY.get_sample_value(
+        "sockethub_runner_consumer_lag", {"platform": "dummy", "partition": str(partition)}
+    )
+
+
+async def test_consumer_lag_counts_requests_not_yet_finished(harness: Any) -> None:
+    """Lag is measured from what the runner finished, not from what it fetched: a held
+    request and the requests queued behind it in its lane all count."""
+    h = harness(request_partitions=1)
+    h.request("a", 0, "hold")
+    for n in range(1, 4):
+        h.request("a", n)
+    running = await h.start()
+    await eventually(lambda: "a-0" in h.script.started)
+    assert await running.runner.measure_lag() == {0: 4}
+    assert lag_gauge(0) == 4
+    h.script.release.set()
+    await eventually(lambda: h.committed() == OffsetAndMetadata(4, ""))
+    assert await running.runner.measure_lag() == {0: 0}
+    await running.consumer.rebalance(set())
+    assert lag_gauge(0) is None  # a partition given away is reported by its new owner
 
 
 async def test_an_undecodable_record_is_dead_lettered_as_it_was(harness: Any) -> None:
