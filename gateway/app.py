@@ -61,7 +61,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
 
 def create_apps(settings: GatewaySettings) -> GatewayApps:
     """Both applications, sharing one set of clients, metrics and readiness."""
-    metrics = GatewayMetrics()
+    metrics = GatewayMetrics(settings.gateway_id)
     registry = PlatformRegistry(settings.platform_ids(), dummy_faults=settings.dummy_faults)
     redis = redis_client(settings.redis_url)
     store = CredentialStore(

@@ -21,13 +21,22 @@ class GatewayMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, gateway_id: str = "gateway") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.connections = Gauge(
             "sockethub_gateway_connections",
             "Socket.IO sessions currently connected",
             registry=self.registry,
         )
+        self.sessions = Gauge(
+            "sockethub_gateway_sessions",
+            "Socket.IO sessions currently connected, labelled with this gateway's id so a sum "
+            "over gateways and a per-gateway view come from one series",
+            ["gateway"],
+            registry=self.registry,
+        )
+        self._sessions = self.sessions.labels(gateway=gateway_id)
+        self._sessions.set(0)
         self.activities = Counter(
             "sockethub_gateway_activities",
             "Activities through the gateway; direction in (from clients) or out (to clients)",
@@ -62,6 +71,14 @@ class GatewayMetrics:
 
         self._activity_children: dict[tuple[str, str, str], Counter] = {}
         self._latency_children: dict[str, Histogram] = {}
+
+    def session_opened(self) -> None:
+        self.connections.inc()
+        self._sessions.inc()
+
+    def session_closed(self) -> None:
+        self.connections.dec()
+        self._sessions.dec()
 
     def activity(self, platform: str, direction: str, outcome: str) -> None:
         # ``labels()`` costs a lock and a tuple build per call: keep the children.

@@ -111,7 +111,7 @@ class ProtocolHandlers:
             await self._sio.emit("error", error_event(TOO_MANY_CONNECTIONS), to=sid)
             return False
         self.sessions.open(sid, address)
-        self._metrics.connections.inc()
+        self._metrics.session_opened()
         log.info("session_connected", session_id=sid, address=address)
         return True
 
@@ -121,7 +121,7 @@ class ProtocolHandlers:
             return
         self._cap.release(session.address)
         self._limiter.forget(sid)
-        self._metrics.connections.dec()
+        self._metrics.session_closed()
         log.info("session_disconnected", session_id=sid, reason=str(reason))
         for request in session.requests:
             request.drop()

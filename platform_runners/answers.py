@@ -17,6 +17,10 @@ from schemas.envelopes import JSONDict, PlatformEvent, Request, Result
 from schemas.platform_registry import canonical_context
 from schemas.topics import TopicLayout
 
+HEADER_REASON = "sockethub-reason"
+"""A dead letter's short reason label; the same label as on ``sockethub_runner_dead_letters``."""
+REASONS = ("crash", "undecodable", "not_a_request", "foreign_reply_route")
+
 
 def crash_text(exit_code: str) -> str:
     return f"Error: session thread closed unexpectedly: {exit_code}"
@@ -108,18 +112,22 @@ class Answers:
 
     @staticmethod
     def error_headers(
-        tp: TopicPartition, offset: int, error: str, attempts: int, exit_code: str
+        tp: TopicPartition, offset: int, error: str, attempts: int, exit_code: str, reason: str
     ) -> list[tuple[str, bytes]]:
         return [
             ("sockethub-error", error.encode()),
+            (HEADER_REASON, reason.encode()),
             ("sockethub-attempts", str(attempts).encode()),
             ("sockethub-source", f"{tp.topic}/{tp.partition}/{offset}".encode()),
             ("sockethub-exit-code", exit_code.encode()),
         ]
 
-    def dead_letter_raw(self, tp: TopicPartition, message: ConsumerRecord, error: str) -> Outgoing:
+    def dead_letter_raw(
+        self, tp: TopicPartition, message: ConsumerRecord, error: str, reason: str
+    ) -> Outgoing:
         """A record that is not a request, as it was read, plus the error headers."""
-        headers = [*(message.headers or ()), *self.error_headers(tp, message.offset, error, 0, "")]
+        extra = self.error_headers(tp, message.offset, error, 0, "", reason)
+        headers = [*(message.headers or ()), *extra]
         topic = self.layout.dead_letters(self.platform)
         return Outgoing(topic, message.key, message.value or b"", headers)
 
@@ -134,6 +142,6 @@ class Answers:
     ) -> Outgoing:
         """A request given up on, re-encoded, plus the error headers."""
         value, headers = self.codec.encode(request)
-        headers += self.error_headers(tp, offset, error, attempts, exit_code)
+        headers += self.error_headers(tp, offset, error, attempts, exit_code, "crash")
         topic = self.layout.dead_letters(self.platform)
         return Outgoing(topic, request.session_id.encode(), value, headers)

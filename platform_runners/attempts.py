@@ -102,6 +102,14 @@ class Attempts:
         if keys:
             await self._done_script(keys=keys, args=[DONE, COUNTER_TTL_S])
 
+    async def forget(self, activity_ids: Iterable[str]) -> None:
+        """Drop the counters of requests about to be re-driven (``sockethub dlq redrive``):
+        otherwise the runner would see a suspect already charged ``max_attempts`` times, or a
+        request marked done, and dead-letter or skip it again without running it."""
+        keys = [k for a in activity_ids for k in (self._key(a), self._charged_prefix + a)]
+        if keys:
+            await self._redis.delete(*keys)
+
     async def charged(self, activity_id: str) -> int:
         """Crashes this request caused while it ran alone."""
         value = await self._redis.get(self._charged_prefix + activity_id)

@@ -10,6 +10,7 @@ and offsets are committed after the records are acknowledged (at least once).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -74,6 +75,14 @@ class Committer:
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()
         self._on_commit = on_commit
+        self._open_since: float | None = None
+        """monotonic() when the transaction (or send-and-commit) in progress began."""
+        metrics.TRANSACTION_OPEN_SECONDS.labels(platform).set_function(self.open_seconds)
+
+    def open_seconds(self) -> float:
+        """How long the transaction in progress has been open; 0 when none is."""
+        since = self._open_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def add(self, completion: Completion) -> None:
         self._pending.append(completion)
@@ -114,6 +123,7 @@ class Committer:
             if not records and not points:
                 return
             offsets = {tp: OffsetAndMetadata(o, m) for tp, (o, m) in points.items()}
+            self._open_since = time.monotonic()
             try:
                 if self._transactional:
                     await self._commit_transaction(records, offsets)
@@ -126,11 +136,14 @@ class Committer:
                 return
             except Exception as exc:
                 raise CommitError(f"commit failed: {exc!r}") from exc
+            finally:
+                self._open_since = None
             for tp, point in points.items():
                 tracker = self._trackers.get(tp)
                 if tracker is not None:
                     tracker.committed(point)
             metrics.COMMITS.labels(self._platform).inc()
+            metrics.LAST_COMMIT.labels(self._platform).set_to_current_time()
             if self._on_commit is not None:
                 self._on_commit(len(records))
         if done_ids and not self._transactional:

@@ -102,6 +102,11 @@ class PartitionTracker:
             return self._open[0]
         return self._next
 
+    def finished_through(self) -> int | None:
+        """The first offset not yet finished (every offset below it is), or None before
+        anything was received or committed."""
+        return self._advance()
+
     def commit_point(self) -> tuple[int, str] | None:
         """(offset, metadata) to commit now, or None if nothing changed since the last commit."""
         base = self._advance()

@@ -60,6 +60,8 @@ log = structlog.get_logger("platform_runners.runner")
 ISOLATION_S = 3.0
 """How long a suspect request runs alone before others may run beside it again."""
 TRANSACTION_TIMEOUT_MS = 30000
+LAG_INTERVAL_S = 10.0
+"""How often the consumer-lag gauges are refreshed (one ListOffsets request each time)."""
 RETRY_BASE_S = 0.2
 
 
@@ -229,6 +231,7 @@ class Runner:
         """Consume until ``stop`` is set, then shut down gracefully. Raises on a fatal error."""
         assert self._consumer is not None and self._committer is not None
         committer = asyncio.create_task(self._committer.run(), name="committer")
+        lag = asyncio.create_task(self._lag_loop(stop), name="lag")
         try:
             while not stop.is_set():
                 if committer.done():
@@ -247,8 +250,10 @@ class Runner:
             await self._drain(self.settings.shutdown_grace)
         finally:
             committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await committer
+            lag.cancel()
+            for task in (committer, lag):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     async def close(self) -> None:
         """Release everything; after :meth:`run` the offsets are already committed."""
@@ -285,6 +290,36 @@ class Runner:
             abandoned = await self.lanes.cancel_running(lambda work: True)
             self.log.warning("runner.drain.abandoned", count=len(abandoned))
         await self._committer.flush()
+
+    async def _lag_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.measure_lag()
+            except Exception as exc:  # a metric must never stop the runner
+                self.log.debug("runner.lag.unavailable", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), LAG_INTERVAL_S)
+
+    async def measure_lag(self) -> dict[int, int]:
+        """Set ``sockethub_runner_consumer_lag`` for the owned partitions; returns it by
+        partition. The runner's own finished-through offset, not the fetch position (which
+        runs ahead by the buffered requests), is what it is behind by."""
+        assert self._consumer is not None
+        tps = [tp for tp in self.trackers if tp not in self._closing]
+        if not tps:
+            return {}
+        ends = await self._consumer.end_offsets(tps)
+        lags: dict[int, int] = {}
+        for tp in tps:
+            tracker = self.trackers.get(tp)
+            if tracker is None or tp not in ends:
+                continue
+            through = tracker.finished_through()
+            if through is None:
+                through = await self._consumer.position(tp)
+            lags[tp.partition] = max(0, ends[tp] - through)
+            metrics.CONSUMER_LAG.labels(self.platform_id, str(tp.partition)).set(lags[tp.partition])
+        return lags
 
     # -- partitions ---------------------------------------------------------------------------
 
@@ -343,6 +378,8 @@ class Runner:
         for tp in revoked:
             self.trackers.pop(tp, None)
             self._paused.discard(tp)
+            with contextlib.suppress(KeyError):  # another instance reports it now
+                metrics.CONSUMER_LAG.remove(self.platform_id, str(tp.partition))
         self.log.info(
             "runner.partitions.revoked", partitions=sorted(tp.partition for tp in revoked)
         )
@@ -388,10 +425,12 @@ class Runner:
             try:
                 record = self.codec.decode(message.value or b"", message.headers)
             except CodecError as exc:
-                self._dead_letter_raw(tp, message, f"undecodable request: {exc}")
+                self._dead_letter_raw(tp, message, f"undecodable request: {exc}", "undecodable")
                 continue
             if not isinstance(record, Request):
-                self._dead_letter_raw(tp, message, f"not a request: {type(record).__name__}")
+                self._dead_letter_raw(
+                    tp, message, f"not a request: {type(record).__name__}", "not_a_request"
+                )
                 continue
             if not self.layout.is_reply_topic(record.reply_route):
                 # Answering would write to whatever topic the record names (another
@@ -401,6 +440,7 @@ class Runner:
                     tp,
                     message,
                     f"reply route {route!r} is not a reply topic of this deployment",
+                    "foreign_reply_route",
                     event="runner.request.foreign_reply_route",
                 )
                 continue
@@ -411,14 +451,16 @@ class Runner:
         tp: TopicPartition,
         message: ConsumerRecord,
         error: str,
+        reason: str,
         *,
         event: str = "runner.request.undecodable",
     ) -> None:
         """Dead-letter ``message`` as it was read, unanswered."""
         assert self._committer is not None
         self.log.error(event, partition=tp.partition, offset=message.offset)
-        out = self.answers.dead_letter_raw(tp, message, error)
+        out = self.answers.dead_letter_raw(tp, message, error, reason)
         metrics.REQUESTS.labels(self.platform_id, "dead_letter").inc()
+        metrics.DEAD_LETTERS.labels(self.platform_id, reason).inc()
         self._committer.add(Completion(tp, message.offset, [out]))
 
     # -- one request ----------------------------------------------------------------------------
@@ -496,6 +538,7 @@ class Runner:
                 request, work.tp, work.offset, error, charged, exit_code
             )
             self.log.error("runner.request.dead_lettered", activity_id=request.activity_id)
+            metrics.DEAD_LETTERS.labels(self.platform_id, "crash").inc()
             self._complete(
                 work, [*notices, dead, self.answers.error(request, error)], "dead_letter"
             )

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
+from typing import Any
 
 import structlog
 
@@ -62,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--platform", help="only this platform")
     replay.add_argument(
         "--type", dest="types", action="append", choices=["request", "result", "event",
-        "credentials"], help="only these record types (repeatable)",
+        "credentials", "operation"], help="only these record types (repeatable)",
     )  # fmt: skip
     replay.add_argument("--since", type=_timestamp, help="ISO 8601 time, inclusive")
     replay.add_argument("--until", type=_timestamp, help="ISO 8601 time, inclusive")
@@ -86,9 +87,56 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_settings_flags(topics, CommonSettings)
 
+    _dlq_parser(sub)
+
     runners = sub.add_parser("runners", help="supervise one runner process per enabled platform")
     add_settings_flags(runners, RunnerSettings)
     return parser
+
+
+def _dlq_parser(sub: Any) -> None:
+    dlq = sub.add_parser(
+        "dlq", help="list, show, re-drive and purge dead letters (every action is audited)"
+    )
+    actions = dlq.add_subparsers(dest="dlq_action", required=True)
+    listing = actions.add_parser("list", help="dead letters, oldest first")
+    listing.add_argument("--platform", help="only this platform's dead letters")
+    listing.add_argument("--reason", action="append", help="only this reason (repeatable): "
+                         "crash, undecodable, not_a_request, foreign_reply_route")  # fmt: skip
+    listing.add_argument(
+        "--session", help="only this session id (--session=ID if it starts with -)"
+    )
+    listing.add_argument("--since", type=_timestamp, help="dead-lettered at or after (ISO 8601)")
+    listing.add_argument("--until", type=_timestamp, help="dead-lettered at or before (ISO 8601)")
+    listing.add_argument("--format", choices=["table", "json"], default="table")
+    add_settings_flags(listing, CommonSettings)
+    show = actions.add_parser("show", help="dead letters in full, decrypted, secrets redacted")
+    show.add_argument(
+        "ids", nargs="+", metavar="ID", help="platform:partition:offset or activity id"
+    )
+    add_settings_flags(show, CommonSettings)
+    redrive = actions.add_parser(
+        "redrive", help="send dead-lettered requests back to their platform's request topic",
+        description="Refused for an activity that already has a result in the log (other than "
+        "the error answer sent when it was dead-lettered) unless --force. Its crash counters "
+        "in Redis are cleared first, so the runner runs it afresh.",
+    )  # fmt: skip
+    redrive.add_argument("ids", nargs="*", metavar="ID", help="platform:partition:offset or "
+                         "activity id")  # fmt: skip
+    redrive.add_argument("--all", action="store_true", help="every dead letter of --platform")
+    redrive.add_argument("--platform", help="with --all: the platform")
+    redrive.add_argument("--since", type=_timestamp, help="with --all: dead-lettered at or after")
+    redrive.add_argument("--force", action="store_true", help="re-drive answered activities too")
+    add_settings_flags(redrive, CommonSettings)
+    purge = actions.add_parser(
+        "purge", help="remove dead letters older than --before",
+        description="Kafka cannot delete single records: each dead-letter partition's start is "
+        "moved (DeleteRecords) up to its first dead letter stamped at or after --before, so "
+        "every older one is removed for all readers. Not undoable.",
+    )  # fmt: skip
+    purge.add_argument("--before", type=_timestamp, required=True, help="ISO 8601 time")
+    purge.add_argument("--platform", help="only this platform's dead letters")
+    add_settings_flags(purge, CommonSettings)
 
 
 def _timestamp(text: str) -> datetime:
@@ -188,6 +236,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise StackError(str(exc)) from None
         print(f"{len(created)} topics created, {len(specs) - len(created)} already there")
         return 0
+    if args.command == "dlq":
+        return _dlq(args)
     if args.command == "runners":
         from sockethub.dev import run_runners
 
@@ -195,6 +245,30 @@ def _dispatch(args: argparse.Namespace) -> int:
         _start(runners_settings, "runners")
         return run_runners(runners_settings)
     raise AssertionError(args.command)
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    from sockethub import dlq
+
+    action = args.dlq_action
+    if action == "redrive" and bool(args.ids) == bool(args.all):
+        raise StackError("dlq redrive: give dead-letter ids, or --all --platform P")
+    if action == "redrive" and args.all and not args.platform:
+        raise StackError("dlq redrive --all needs --platform")
+    settings = settings_from_args(CommonSettings, args)
+    _start(settings, "dlq", redis=action == "redrive")
+    if action == "list":
+        filters = dlq.DlqFilters(
+            platform=args.platform, reasons=frozenset(args.reason or ()), session=args.session,
+            since=args.since, until=args.until,
+        )  # fmt: skip
+        return dlq.run(settings, "list", filters=filters, fmt=args.format)
+    if action == "show":
+        return dlq.run(settings, "show", ids=args.ids)
+    if action == "redrive":
+        return dlq.run(settings, "redrive", ids=args.ids, platform=args.platform,
+                       since=args.since, force=args.force)  # fmt: skip
+    return dlq.run(settings, "purge", before=args.before, platform=args.platform)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
@@ -33,8 +33,11 @@ from sockethub.runtime.codecs import codec_from_settings
 from sockethub.runtime.kafka_clients import client_kwargs
 from sockethub.runtime.settings import CommonSettings
 
-RecordType = Literal["request", "result", "event", "credentials"]
-RECORD_TYPES: tuple[RecordType, ...] = ("request", "result", "event", "credentials")
+RecordType = Literal["request", "result", "event", "credentials", "operation"]
+RECORD_TYPES: tuple[RecordType, ...] = ("request", "result", "event", "credentials", "operation")
+HEADER_OPERATION = "sockethub-operation"
+"""Marks an audit record of an operator's action (``sockethub dlq``): shown as type
+``operation``, never re-driven."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,10 @@ class Entry:
     """Why the record could not be read (a missing key), instead of its content."""
     key: str | None = None
     """The Kafka record key (shown for records that could not be read)."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """The Kafka record headers, as text."""
+    logged_at: datetime | None = None
+    """The Kafka record's timestamp: when it was produced (``when`` is the record's own time)."""
 
     def actor_ids(self) -> set[str]:
         ids = set()
@@ -211,10 +218,30 @@ def check_target(settings: CommonSettings, to_topic: str | None, *, force: bool)
         )
 
 
+TopicChooser = Callable[[TopicLayout, Iterable[str], str | None], list[str]]
+"""Which of the existing topics to read (the layout, the topic names, a platform filter)."""
+
+
 class Replayer:
-    def __init__(self, settings: CommonSettings, filters: Filters) -> None:
+    """Reads and decodes (with the payload keys, when set) the records of chosen topics.
+
+    ``topics`` picks them (the log topics by default; ``sockethub dlq`` reads the dead-letter
+    topics). ``keep_undecodable`` yields records that are not Sockethub records as entries of
+    type ``undecodable`` instead of counting and dropping them.
+    """
+
+    def __init__(
+        self,
+        settings: CommonSettings,
+        filters: Filters,
+        *,
+        topics: TopicChooser | None = None,
+        keep_undecodable: bool = False,
+    ) -> None:
         self.settings = settings
         self.filters = filters
+        self.choose_topics: TopicChooser = topics or log_topics
+        self.keep_undecodable = keep_undecodable
         self.layout = TopicLayout(settings)
         self.codec = codec_from_settings(settings)
         self.missing_keys: set[str] = set()
@@ -223,6 +250,8 @@ class Replayer:
 
     def _decode(self, msg: Any) -> Entry | None:
         when = datetime.fromtimestamp(msg.timestamp / 1000, UTC)
+        headers = {k: v.decode(errors="replace") for k, v in msg.headers or ()}
+        key = msg.key.decode(errors="replace") if msg.key else None
         try:
             record = self.codec.decode(msg.value, msg.headers)
         except (MissingKeyError, UnsealedRecordError) as err:
@@ -232,7 +261,6 @@ class Replayer:
             else:
                 self.unsealed += 1
                 problem = "payload not sealed: refused while SOCKETHUB_LOG_KEYS is set"
-            headers = {k: v.decode(errors="replace") for k, v in msg.headers or ()}
             return Entry(
                 msg.topic,
                 msg.partition,
@@ -245,12 +273,24 @@ class Replayer:
                 None,
                 correlation_id=headers.get("sockethub-correlation-id"),
                 problem=problem,
-                key=msg.key.decode(errors="replace") if msg.key else None,
+                key=key,
+                headers=headers,
+                logged_at=when,
             )
-        except CodecError:
-            self.undecodable += 1
-            return None
-        return entry_from(record, msg.topic, msg.partition, msg.offset)
+        except CodecError as err:
+            if not self.keep_undecodable:
+                self.undecodable += 1
+                return None
+            return Entry(
+                msg.topic, msg.partition, msg.offset, when, "undecodable", None, None, None,
+                None, problem=f"not a readable Sockethub record: {err}", key=key, headers=headers,
+                logged_at=when,
+            )  # fmt: skip
+        entry = entry_from(record, msg.topic, msg.partition, msg.offset)
+        entry.key, entry.headers, entry.logged_at = key, headers, when
+        if HEADER_OPERATION in headers and msg.topic == self.layout.audit():
+            entry.type = "operation"
+        return entry
 
     async def entries(self, *, follow: bool = False) -> AsyncIterator[Entry]:
         """Matching entries: everything present now in time order, then (``follow``) new ones
@@ -307,7 +347,8 @@ class Replayer:
         admin = AIOKafkaAdminClient(**client_kwargs(self.settings))
         try:
             await admin.start()
-            topics = log_topics(self.layout, await admin.list_topics(), self.filters.platform)
+            existing = await admin.list_topics()
+            topics = self.choose_topics(self.layout, existing, self.filters.platform)
             described = await admin.describe_topics(topics) if topics else []
         finally:
             await admin.close()

@@ -172,7 +172,7 @@ class Gateway:
         self.server = Server()
         self.bridge = Bridge(self.settings)
         self.store = Store()
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(self.settings.gateway_id)
         self.handlers = ProtocolHandlers(
             self.server,  # type: ignore[arg-type]
             self.settings,
@@ -219,6 +219,23 @@ async def test_the_connection_cap_refuses_with_an_error_event() -> None:
     assert await gw.connect("s3", "127.0.0.2")
     await gw.server.handlers["disconnect"]("s1")
     assert await gw.connect("s4")
+
+
+async def test_sessions_are_counted_per_gateway() -> None:
+    gw = Gateway(gateway_id="gw-7", max_connections_per_ip=1)
+
+    def sessions() -> float | None:
+        return gw.metrics.registry.get_sample_value(
+            "sockethub_gateway_sessions", {"gateway": "gw-7"}
+        )
+
+    assert sessions() == 0
+    assert await gw.connect("s1")
+    assert not await gw.connect("s2")  # refused by the cap: never a session
+    assert await gw.connect("s3", "127.0.0.2")
+    assert sessions() == 2
+    await gw.server.handlers["disconnect"]("s1")
+    assert sessions() == 1
 
 
 async def test_the_rate_limit_drops_events_and_announces_the_block_once() -> None:

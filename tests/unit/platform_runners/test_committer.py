@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from prometheus_client import REGISTRY
 
 from platform_runners.attempts import Attempts
 from platform_runners.committer import Committer, Completion, Outgoing
@@ -72,3 +73,49 @@ async def test_answers_are_acknowledged_before_the_offsets_join_the_transaction(
     ]
     assert producer.unacknowledged_at_offsets == 0
     assert tracker.commit_point() is None  # committed through offset 1
+
+
+class StuckProducer(RecordingProducer):
+    """A transaction whose commit waits until released: a broker that stopped answering."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.committing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def commit_transaction(self) -> None:
+        self.committing.set()
+        await self.release.wait()
+        await super().commit_transaction()
+
+
+async def test_an_open_transaction_reports_its_age_until_it_commits() -> None:
+    producer = StuckProducer()
+    tracker = PartitionTracker(committed=0)
+    committer = Committer(
+        platform="stuck",
+        producer=cast(AIOKafkaProducer, producer),
+        consumer=cast(AIOKafkaConsumer, None),
+        group_id="runners",
+        transactional=True,
+        trackers={REQUESTS: tracker},
+        attempts=cast(Attempts, None),
+    )
+    assert gauge("sockethub_runner_transaction_open_seconds") == 0
+    assert tracker.received(0)
+    committer.add(Completion(REQUESTS, 0, [Outgoing("replies", b"k", b"answer")]))
+    flushing = asyncio.create_task(committer.flush())
+    await producer.committing.wait()
+    first = committer.open_seconds()
+    await asyncio.sleep(0.01)
+    assert gauge("sockethub_runner_transaction_open_seconds") > first > 0
+    producer.release.set()
+    await flushing
+    assert gauge("sockethub_runner_transaction_open_seconds") == 0
+    assert gauge("sockethub_runner_last_commit_timestamp_seconds") > 0
+
+
+def gauge(name: str) -> float:
+    value = REGISTRY.get_sample_value(name, {"platform": "stuck"})
+    assert value is not None
+    return value

@@ -16,6 +16,7 @@ import pytest
 from aiokafka import ConsumerRecord
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from prometheus_client import REGISTRY
 
 from platform_runners import runner as runner_module
 from platform_runners.attempts import DONE, Attempts
@@ -35,6 +36,15 @@ from schemas.platform_registry import PlatformDescriptor, PlatformRegistry, cano
 from schemas.topics import TopicLayout
 from sockethub.runtime.codecs import codec_from_settings
 from tests.unit.schemas.codec_fixtures import KEY_A
+
+
+def dead_letters_total(reason: str) -> float:
+    """``sockethub_runner_dead_letters_total`` for the dummy platform (process-wide)."""
+    value = REGISTRY.get_sample_value(
+        "sockethub_runner_dead_letters_total", {"platform": "dummy", "reason": reason}
+    )
+    return value or 0.0
+
 
 REPLIES = "t.replies.gw"
 EXIT_CODE = "137"
@@ -152,6 +162,12 @@ class FakeConsumer:
 
     async def commit(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
         self.kafka.committed.update(offsets)
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self.kafka.logs[tp]) for tp in tps}
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
 
     async def getmany(
         self, timeout_ms: int = 0, max_records: int | None = None
@@ -686,6 +702,7 @@ async def test_a_poison_request_is_dead_lettered_after_the_attempt_limit(harness
     h.request("a", 1, "echo")
     h.attempts.counts[poison.activity_id] = 4
     h.attempts.charges[poison.activity_id] = 3  # it has ended the process three times alone
+    crashes = dead_letters_total("crash")
     await h.start()
     await eventually(lambda: len(h.results()) == 2 and h.committed() == OffsetAndMetadata(2, ""))
     assert h.script.started == ["a-1"]  # never handed to the platform again
@@ -697,6 +714,8 @@ async def test_a_poison_request_is_dead_lettered_after_the_attempt_limit(harness
     (dead,) = [s for s in h.kafka.produced if s.topic == h.dead_letters]
     headers = dict(dead.headers)
     assert headers["sockethub-attempts"] == b"3"
+    assert headers["sockethub-reason"] == b"crash"
+    assert dead_letters_total("crash") == crashes + 1
     assert headers["sockethub-exit-code"] == EXIT_CODE.encode()
     assert headers["sockethub-source"] == f"{h.kafka.topic}/0/0".encode()
     dead_request = h.codec.decode(dead.value, dead.headers)
@@ -706,15 +725,42 @@ async def test_a_poison_request_is_dead_lettered_after_the_attempt_limit(harness
     assert len(notices) == 1
 
 
+def lag_gauge(partition: int) -> float | None:
+    return REGISTRY.get_sample_value(
+        "sockethub_runner_consumer_lag", {"platform": "dummy", "partition": str(partition)}
+    )
+
+
+async def test_consumer_lag_counts_requests_not_yet_finished(harness: Any) -> None:
+    """Lag is measured from what the runner finished, not from what it fetched: a held
+    request and the requests queued behind it in its lane all count."""
+    h = harness(request_partitions=1)
+    h.request("a", 0, "hold")
+    for n in range(1, 4):
+        h.request("a", n)
+    running = await h.start()
+    await eventually(lambda: "a-0" in h.script.started)
+    assert await running.runner.measure_lag() == {0: 4}
+    assert lag_gauge(0) == 4
+    h.script.release.set()
+    await eventually(lambda: h.committed() == OffsetAndMetadata(4, ""))
+    assert await running.runner.measure_lag() == {0: 0}
+    await running.consumer.rebalance(set())
+    assert lag_gauge(0) is None  # a partition given away is reported by its new owner
+
+
 async def test_an_undecodable_record_is_dead_lettered_as_it_was(harness: Any) -> None:
     h = harness()
     h.kafka.append(0, b"not avro", [], b"x")
     h.request("a", 1)
+    undecodable = dead_letters_total("undecodable")
     await h.start()
     await eventually(lambda: h.committed() == OffsetAndMetadata(2, ""))
     (dead,) = [s for s in h.kafka.produced if s.topic == h.dead_letters]
     assert dead.value == b"not avro"
     assert dict(dead.headers)["sockethub-error"].startswith(b"undecodable request")
+    assert dict(dead.headers)["sockethub-reason"] == b"undecodable"
+    assert dead_letters_total("undecodable") == undecodable + 1
     assert h.answered() == ["a-1"]
 
 
@@ -733,6 +779,7 @@ async def test_a_request_routed_outside_the_reply_topics_is_dead_lettered(
     (dead,) = [s for s in h.kafka.produced if s.topic == h.dead_letters]
     error = dict(dead.headers)["sockethub-error"]
     assert error == f"reply route {route!r} is not a reply topic of this deployment".encode()
+    assert dict(dead.headers)["sockethub-reason"] == b"foreign_reply_route"
     assert h.answered() == ["a-1"]
     assert h.script.started == ["a-1"]
 
