@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from gateway.address_cap import AddressCap
 from gateway.demo import routes as demo_routes
 from gateway.health import Readiness
 from gateway.kafka_bridge import KafkaBridge
@@ -67,7 +68,13 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
         logger=False,
         engineio_logger=False,
     )
-    handlers = ProtocolHandlers(sio, settings, registry, bridge, store, metrics)
+    cap = AddressCap(
+        settings.max_connections_per_ip,
+        redis,
+        prefix=settings.topic_prefix,
+        gateway_id=settings.gateway_id,
+    )
+    handlers = ProtocolHandlers(sio, settings, registry, bridge, store, metrics, cap)
 
     async def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
@@ -85,6 +92,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await bridge.start()
+        await cap.start()
         log.info(
             "gateway_started",
             gateway_id=settings.gateway_id,
@@ -97,6 +105,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
             yield
         finally:
             await handlers.close()
+            await cap.close()
             await bridge.stop()
             await readiness.close()
             await redis.aclose()

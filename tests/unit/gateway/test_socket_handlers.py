@@ -182,8 +182,11 @@ class Gateway:
             self.metrics,
         )
 
-    async def connect(self, sid: str = "s1", address: str = ADDRESS) -> bool:
-        environ = {"asgi.scope": {"client": (address, 4000)}}
+    async def connect(
+        self, sid: str = "s1", address: str = ADDRESS, forwarded_for: str | None = None
+    ) -> bool:
+        headers = [] if forwarded_for is None else [(b"x-forwarded-for", forwarded_for.encode())]
+        environ = {"asgi.scope": {"client": (address, 4000), "headers": headers}}
         return await self.server.handlers["connect"](sid, environ)
 
     async def settle(self) -> None:
@@ -219,6 +222,33 @@ async def test_the_connection_cap_refuses_with_an_error_event() -> None:
     assert await gw.connect("s3", "127.0.0.2")
     await gw.server.handlers["disconnect"]("s1")
     assert await gw.connect("s4")
+
+
+async def test_behind_a_trusted_proxy_the_cap_counts_the_forwarded_client() -> None:
+    gw = Gateway(max_connections_per_ip=1, trusted_proxies="127.0.0.1/32")
+    assert await gw.connect("s1", forwarded_for="127.0.0.2")
+    assert await gw.connect("s2", forwarded_for="127.0.0.3")
+    assert not await gw.connect("s3", forwarded_for="127.0.0.2")
+    # From an untrusted peer the header is the client's own text: the peer is counted.
+    assert await gw.connect("s4", "127.0.0.9", forwarded_for="127.0.0.5")
+    assert not await gw.connect("s5", "127.0.0.9", forwarded_for="127.0.0.6")
+    assert gw.handlers.sessions.get("s2").address == "127.0.0.3"  # type: ignore[union-attr]
+
+
+async def test_a_rate_block_outlives_a_reconnect_from_the_same_address() -> None:
+    gw = Gateway(rate_limit=2, rate_block_seconds=60)
+    await gw.connect("s1")
+    for n in range(3):
+        await gw.server.message("s1", echo(str(n)), [])
+    await gw.server.handlers["disconnect"]("s1")
+    await gw.connect("s2")
+    await gw.server.message("s2", echo("again"), [])
+    await gw.connect("s3", "127.0.0.2")
+    await gw.server.message("s3", echo("other"), [])
+    await gw.settle()
+    assert len(gw.bridge.requests()) == 3  # two of s1's, s3's
+    errors = [(to, data["summary"]) for to, event, data in gw.server.emitted if event == "error"]
+    assert errors == [("s1", RATE_LIMITED), ("s2", RATE_LIMITED)]
 
 
 async def test_the_rate_limit_drops_events_and_announces_the_block_once() -> None:
