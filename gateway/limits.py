@@ -40,8 +40,9 @@ class RateLimiter:
     During the block every event is dropped; the first event after it opens a
     fresh window. State is per session and removed with :meth:`forget`.
 
-    A block also holds for the session's address: every session from it, including one
-    opened after a reconnect, is blocked until the block ends, and is told so once.
+    A block also holds for the session's address: a session opened from it during the
+    block (a reconnect) starts blocked, and is told so once. Sessions already open from
+    the address are not touched: behind a shared address they are other users.
     """
 
     def __init__(
@@ -65,10 +66,6 @@ class RateLimiter:
         window = self._windows.get(key)
         if window is None:
             window = self._windows[key] = _Window(started=now)
-        if address is not None:
-            until = self._address_blocks.get(address, 0.0)
-            if until > now and until > window.blocked_until:
-                window.blocked_until, window.announced = until, False
         if window.blocked_until:
             if now < window.blocked_until:
                 if window.announced:
@@ -88,6 +85,13 @@ class RateLimiter:
                     self._on_block(address, self._block)
             return Verdict.BLOCK
         return Verdict.ALLOW
+
+    def opened(self, key: str, address: str) -> None:
+        """A session ``key`` opened from ``address``: blocked if the address is."""
+        now = self._clock()
+        until = self._address_blocks.get(address, 0.0)
+        if until > now:
+            self._windows[key] = _Window(started=now, blocked_until=until)
 
     def block_address(self, address: str, seconds: float) -> None:
         """Block ``address`` for ``seconds`` from now (or longer if it already is)."""

@@ -151,6 +151,7 @@ class ProtocolHandlers:
             return False
         session = self.sessions.open(sid, address)
         session.cap_key, session.owns_count = key, owned
+        self._limiter.opened(sid, key)
         self._metrics.connections.inc()
         log.info("session_connected", session_id=sid, address=address)
         return True

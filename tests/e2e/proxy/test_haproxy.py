@@ -93,5 +93,6 @@ async def test_without_stickiness_long_polling_fails(
         for source in sources(15, 10):  # one at a time: round robin alternates strictly
             outcomes += await run_clients(url, [source], ["polling"])
     report(capsys, "10 polling clients, round robin without stickiness", outcomes)
-    failed = [o for o in outcomes if o.result != "answered"]
-    assert len(failed) >= len(outcomes) // 2, outcomes
+    # The handshake's follow-up requests (the CONNECT packet's POST and the first poll)
+    # go out together, and round robin sends one of them to the other gateway.
+    assert {o.result for o in outcomes} == {"failed: engine.io session lost while connecting"}

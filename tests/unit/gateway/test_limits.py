@@ -54,24 +54,29 @@ def test_a_block_holds_for_the_address_and_outlives_a_reconnect() -> None:
     assert limiter.check("a", "127.0.0.2") is Verdict.BLOCK
     assert shared == [("127.0.0.2", 5.0)]
     limiter.forget("a")  # the client reconnects: a new session, the same address
+    limiter.opened("b", "127.0.0.2")
+    limiter.opened("c", "127.0.0.3")
     assert limiter.check("b", "127.0.0.2") is Verdict.BLOCK  # told once
     assert limiter.check("b", "127.0.0.2") is Verdict.BLOCKED
     assert limiter.check("c", "127.0.0.3") is Verdict.ALLOW
     assert shared == [("127.0.0.2", 5.0)]  # an inherited block is not shared again
     clock.now += 5.1
     assert limiter.check("b", "127.0.0.2") is Verdict.ALLOW
+    limiter.opened("d", "127.0.0.2")
     assert limiter.check("d", "127.0.0.2") is Verdict.ALLOW
 
 
-def test_a_block_from_elsewhere_applies_to_live_sessions_of_the_address() -> None:
+def test_a_block_from_elsewhere_holds_for_new_sessions_not_live_ones() -> None:
     clock = Clock()
     limiter = RateLimiter(100, 5.0, clock)
-    assert limiter.check("a", "127.0.0.2") is Verdict.ALLOW
-    limiter.block_address("127.0.0.2", 3.0)
-    assert limiter.check("a", "127.0.0.2") is Verdict.BLOCK
-    assert limiter.check("a", "127.0.0.2") is Verdict.BLOCKED
+    limiter.opened("live", "127.0.0.2")
+    limiter.block_address("127.0.0.2", 3.0)  # another gateway's block, learnt at handshake
+    limiter.opened("new", "127.0.0.2")
+    assert limiter.check("live", "127.0.0.2") is Verdict.ALLOW
+    assert limiter.check("new", "127.0.0.2") is Verdict.BLOCK
+    assert limiter.check("new", "127.0.0.2") is Verdict.BLOCKED
     clock.now += 3.1
-    assert limiter.check("a", "127.0.0.2") is Verdict.ALLOW
+    assert limiter.check("new", "127.0.0.2") is Verdict.ALLOW
 
 
 async def test_the_in_process_cap_counts_per_address() -> None:
