@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway.address_cap import AddressCap, Admission
 from gateway.kafka_bridge import DeliveryError
 from gateway.limits import RATE_LIMITED, TOO_MANY_CONNECTIONS
 from gateway.metrics import GatewayMetrics
@@ -166,8 +167,16 @@ class Store:
         self.ended.append(sid)
 
 
+class BlockedElsewhere(AddressCap):
+    """The cap as Redis answers when another gateway rate-blocked the address."""
+
+    async def acquire(self, address: str) -> Admission:
+        admission = await super().acquire(address)
+        return Admission(admission.allowed, blocked_for=30.0)
+
+
 class Gateway:
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, cap: AddressCap | None = None, **settings: Any) -> None:
         self.settings = GatewaySettings(**settings)
         self.server = Server()
         self.bridge = Bridge(self.settings)
@@ -180,6 +189,7 @@ class Gateway:
             self.bridge,  # type: ignore[arg-type]
             self.store,  # type: ignore[arg-type]
             self.metrics,
+            cap,
         )
 
     async def connect(
@@ -249,6 +259,17 @@ async def test_a_rate_block_outlives_a_reconnect_from_the_same_address() -> None
     assert len(gw.bridge.requests()) == 3  # two of s1's, s3's
     errors = [(to, data["summary"]) for to, event, data in gw.server.emitted if event == "error"]
     assert errors == [("s1", RATE_LIMITED), ("s2", RATE_LIMITED)]
+
+
+async def test_a_rate_block_from_another_gateway_holds_for_a_new_session() -> None:
+    gw = Gateway(cap=BlockedElsewhere(20))
+    await gw.connect("s1")
+    await gw.server.message("s1", echo("blocked"), [])
+    await gw.settle()
+    assert gw.bridge.requests() == []
+    assert [(to, data["summary"]) for to, event, data in gw.server.emitted] == [
+        ("s1", RATE_LIMITED)
+    ]
 
 
 async def test_the_rate_limit_drops_events_and_announces_the_block_once() -> None:
