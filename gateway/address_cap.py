@@ -19,7 +19,8 @@ Redis errors fail open: the connection is admitted if this process's own count f
 address is under the limit. A Redis blip must not refuse every user of every gateway;
 during it an address gets at most the limit per gateway, and the heartbeat writes this
 process's true counts back for every address whose update failed, so the shared count
-heals once Redis answers.
+heals once Redis answers. A heartbeat that finds its own key gone (Redis lost its data)
+writes back all of this process's counts.
 
 A rate block is shared the same way: ``<prefix>:rate-block:<address>`` with the
 block's remaining time, read by the admission script, so a block outlives a reconnect,
@@ -172,13 +173,13 @@ class AddressCap:
 
     async def heartbeat(self) -> None:
         """Say this process is alive, keep its addresses' hashes, and rewrite the counts
-        whose update failed."""
+        whose update failed (all of them when Redis had forgotten this process)."""
         if self._redis is None:
             return
         stale, self._stale = self._stale, set()
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.set(self._alive_prefix + self.incarnation, 1, ex=ALIVE_TTL_S)
+                pipe.set(self._alive_prefix + self.incarnation, 1, ex=ALIVE_TTL_S, get=True)
                 for address in stale:
                     held = self._counts.get(address, 0)
                     if held:
@@ -187,10 +188,17 @@ class AddressCap:
                         pipe.hdel(self._key("conns", address), self.incarnation)
                 for address in self._counts:
                     pipe.expire(self._key("conns", address), COUNT_TTL_S)
-                await pipe.execute()
+                previous = (await pipe.execute())[0]
         except Exception as exc:
             self._stale |= stale
             log.warning("address_cap_heartbeat_failed", error=type(exc).__name__)
+            return
+        if previous is None and self._counts and not stale.issuperset(self._counts):
+            # Our key was gone: Redis lost its data (a restart without persistence, a
+            # failover) or we were silent too long. Write all our counts back.
+            log.warning("address_cap_counts_restored", addresses=len(self._counts))
+            self._stale |= set(self._counts)
+            await self.heartbeat()
 
     async def start(self) -> None:
         """Beat once (so this process counts as alive), then every :data:`HEARTBEAT_S`."""

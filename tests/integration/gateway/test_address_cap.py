@@ -79,6 +79,26 @@ async def test_redis_errors_fail_open_and_the_heartbeat_heals_the_count(redis_ur
         await broken.aclose()
 
 
+async def test_counts_come_back_after_redis_lost_its_data(redis_url: str) -> None:
+    redis = redis_client(redis_url)
+    prefix = f"cap{uuid.uuid4().hex[:8]}"
+    cap = AddressCap(2, redis, prefix=prefix, gateway_id="a")
+    other = AddressCap(2, redis, prefix=prefix, gateway_id="b")
+    try:
+        await cap.start()
+        await other.start()
+        assert (await cap.acquire(ADDRESS)).allowed and (await cap.acquire(ADDRESS)).allowed
+        # What a Redis restart without persistence leaves of this prefix: nothing.
+        await redis.delete(f"{prefix}:conns:{ADDRESS}", f"{prefix}:alive:{cap.incarnation}")
+        await cap.heartbeat()
+        assert await redis.hget(f"{prefix}:conns:{ADDRESS}", cap.incarnation) == b"2"
+        assert not (await other.acquire(ADDRESS)).allowed
+    finally:
+        await cap.close()
+        await other.close()
+        await redis.aclose()
+
+
 async def test_a_rate_block_is_shared_with_the_next_admission(redis_url: str) -> None:
     redis = redis_client(redis_url)
     prefix = f"cap{uuid.uuid4().hex[:8]}"
