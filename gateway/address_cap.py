@@ -15,12 +15,12 @@ beating; within :data:`ALIVE_TTL_S` its connections no longer count, and the nex
 admission for each address removes its field. (The script reads keys it was not handed,
 so this layout needs a single Redis, not Redis Cluster.)
 
-Redis errors fail open: the connection is admitted if this process's own count for the
-address is under the limit. A Redis blip must not refuse every user of every gateway;
-during it an address gets at most the limit per gateway, and the heartbeat writes this
-process's true counts back for every address whose update failed, so the shared count
-heals once Redis answers. A heartbeat that finds its own key gone (Redis lost its data)
-writes back all of this process's counts.
+Redis errors (and waits over :data:`REDIS_WAIT_S`) fail open: the connection is admitted
+if this process's own count for the address is under the limit. A Redis blip must not
+refuse every user of every gateway; during it an address gets at most the limit per
+gateway, and the heartbeat writes this process's true counts back for every address
+whose update failed, so the shared count heals once Redis answers. A heartbeat that
+finds its own key gone (Redis lost its data) writes back all of this process's counts.
 
 A rate block is shared the same way: ``<prefix>:rate-block:<address>`` with the
 block's remaining time, read by the admission script, so a block outlives a reconnect,
@@ -43,6 +43,9 @@ log = structlog.get_logger("gateway.address_cap")
 HEARTBEAT_S = 10.0
 ALIVE_TTL_S = 30
 """A silent gateway's connections stop counting this long after its last heartbeat."""
+REDIS_WAIT_S = 2.0
+"""A handshake waits this long for Redis at most, then is admitted as on an error: a
+hung Redis must not hold every handshake."""
 COUNT_TTL_S = 3600
 """An address hash nobody touched for this long is gone (the heartbeat touches those
 with live connections)."""
@@ -128,11 +131,12 @@ class AddressCap:
             return Admission(True)
         self._counts[address] = held + 1  # held while Redis is asked: no local overshoot
         try:
-            allowed, block_ms = await self._acquire(
-                keys=[self._key("conns", address), self._key("rate-block", address)],
-                args=[self.incarnation, self._limit, self._alive_prefix, COUNT_TTL_S],
-            )
-        except Exception as exc:
+            async with asyncio.timeout(REDIS_WAIT_S):
+                allowed, block_ms = await self._acquire(
+                    keys=[self._key("conns", address), self._key("rate-block", address)],
+                    args=[self.incarnation, self._limit, self._alive_prefix, COUNT_TTL_S],
+                )
+        except Exception as exc:  # the script may have run: the heartbeat rewrites the count
             log.warning("address_cap_redis_failed", address=address, error=type(exc).__name__)
             self._stale.add(address)
             return Admission(True)
@@ -148,7 +152,8 @@ class AddressCap:
         if self._release is None:
             return
         try:
-            await self._release(keys=[self._key("conns", address)], args=[self.incarnation])
+            async with asyncio.timeout(REDIS_WAIT_S):
+                await self._release(keys=[self._key("conns", address)], args=[self.incarnation])
         except Exception as exc:
             log.warning("address_cap_redis_failed", address=address, error=type(exc).__name__)
             self._stale.add(address)
