@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from gateway.address_cap import AddressCap
 from gateway.demo import bundle_routes
 from gateway.demo import routes as demo_routes
 from gateway.health import Readiness
@@ -84,7 +85,13 @@ def create_apps(settings: GatewaySettings) -> GatewayApps:
         logger=False,
         engineio_logger=False,
     )
-    handlers = ProtocolHandlers(sio, settings, registry, bridge, store, metrics)
+    cap = AddressCap(
+        settings.max_connections_per_ip,
+        redis,
+        prefix=settings.topic_prefix,
+        gateway_id=settings.gateway_id,
+    )
+    handlers = ProtocolHandlers(sio, settings, registry, bridge, store, metrics, cap)
 
     async def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
@@ -112,6 +119,7 @@ def create_apps(settings: GatewaySettings) -> GatewayApps:
             ttl=settings.heartbeat_ttl,
         )
         await heartbeat.start()
+        await cap.start()
         log.info(
             "gateway_started",
             gateway_id=settings.gateway_id,
@@ -125,6 +133,7 @@ def create_apps(settings: GatewaySettings) -> GatewayApps:
         finally:
             await handlers.close()
             await heartbeat.stop()
+            await cap.close()
             await bridge.stop()
             await readiness.close()
             await redis.aclose()

@@ -65,18 +65,24 @@ class Session:
         "_requests",
         "_used",
         "address",
+        "cap_key",
         "closed",
         "connected_at",
         "dialect",
         "inflight",
         "inflight_bytes",
         "object_bytes",
+        "owns_count",
         "sid",
     )
 
     def __init__(self, sid: str, address: str, connected_at: float | None = None) -> None:
         self.sid = sid
         self.address = address
+        self.cap_key = address
+        """What the connection cap and rate blocks count the client under (IPv6: its /64)."""
+        self.owns_count = False
+        """The session, not its engine.io handshake, holds the cap's count."""
         self.connected_at = time.monotonic() if connected_at is None else connected_at
         self.inflight = 0
         """Events accepted and not yet answered (queued for the lock or awaiting a result)."""

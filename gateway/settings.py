@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import socket
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from gateway.client_address import ForwardedHeader, parse_networks
 from gateway.validation import MAX_DEPTH
 from sockethub.runtime.settings import CommonSettings
 
@@ -69,7 +70,25 @@ class GatewaySettings(CommonSettings):
     rate_block_seconds: float = Field(
         5.0, ge=0, description="How long a rate-limited session waits"
     )
-    max_connections_per_ip: int = Field(20, ge=1, description="Concurrent connections per address")
+    max_connections_per_ip: int = Field(
+        20,
+        ge=1,
+        description="Concurrent connections per client address (IPv6: per /64), counted "
+        "across all gateways in Redis",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated CIDRs of the proxies in front of the gateway (ingress, "
+        "load balancer). Only when the TCP peer is one of them is the forwarding header "
+        "believed: the client is its rightmost address that is not a trusted proxy. Empty: "
+        "the TCP peer is the client",
+    )
+    forwarded_header: ForwardedHeader = Field(
+        "x-forwarded-for",
+        description="The header the trusted proxies append the client's address to: "
+        "x-forwarded-for, or forwarded (RFC 7239). Only this one is read: the other would "
+        "pass through the proxy as the client wrote it",
+    )
     max_inflight_per_session: int = Field(
         64, ge=1, description="Requests a session may have unanswered at once"
     )
@@ -120,6 +139,12 @@ class GatewaySettings(CommonSettings):
         if self.port == 65535:
             raise ValueError("set SOCKETHUB_INTERNAL_PORT: the public port is the last one")
         return self.internal_host, self.port + 1
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        parse_networks(value)  # ValueError names the bad entry
+        return value
 
     def origins(self) -> list[str] | str:
         """The configured origins, plus the gateway's own (its demo page must connect)."""

@@ -12,14 +12,17 @@ from typing import Any
 import orjson
 import structlog
 
+from gateway.address_cap import AddressCap
+from gateway.client_address import ClientAddress, address_key, parse_networks
 from gateway.kafka_bridge import DeliveryError, KafkaBridge
-from gateway.limits import RATE_LIMITED, TOO_MANY_CONNECTIONS, ConnectionCap, RateLimiter, Verdict
+from gateway.limits import RATE_LIMITED, TOO_MANY_CONNECTIONS, RateLimiter, Verdict
 from gateway.metrics import GatewayMetrics
 from gateway.packets import Refused
 from gateway.requests import Reply, RequestTracker, send_answer
 from gateway.sessions import Session, Sessions
 from gateway.settings import GatewaySettings
 from gateway.shaping import JSONDict, error_ack, error_event, result_ack
+from gateway.transport.engineio_server import LeanSockethubServer
 from gateway.transport.socketio_server import ACK_WANTED, FRAME_SIZE, SockethubServer
 from gateway.validation import (
     ActivityError,
@@ -37,15 +40,14 @@ log = structlog.get_logger("gateway.socket")
 
 NOT_STORED = "Error: credentials could not be stored"
 GATEWAY_ID_ACTOR = {"type": "service"}
+ADMITTED = "sockethub.admitted"
+"""Environ key: the engine.io handshake's admission, ``(address, cap key, allowed)``."""
 
 
 def client_address(environ: dict[str, Any]) -> str:
-    """The peer address from the ASGI scope (engine.io's REMOTE_ADDR is a placeholder)."""
-    scope = environ.get("asgi.scope") or {}
-    client = scope.get("client")
-    if client:
-        return str(client[0])
-    return str(environ.get("REMOTE_ADDR", "unknown"))
+    """The TCP peer's address from the ASGI scope (engine.io's REMOTE_ADDR is a
+    placeholder); :class:`ClientAddress` looks behind trusted proxies."""
+    return ClientAddress(()).from_environ(environ)
 
 
 def frame_size(payload: object) -> int:
@@ -72,6 +74,7 @@ class ProtocolHandlers:
         bridge: KafkaBridge,
         store: CredentialStore,
         metrics: GatewayMetrics,
+        cap: AddressCap | None = None,
     ) -> None:
         self._sio = sio
         self._no_ack: object = sio.not_handled
@@ -83,8 +86,17 @@ class ProtocolHandlers:
         self._metrics = metrics
         self.sessions = Sessions()
         self._requests = RequestTracker(bridge, metrics, settings.request_timeout)
-        self._limiter = RateLimiter(settings.rate_limit, settings.rate_block_seconds)
-        self._cap = ConnectionCap(settings.max_connections_per_ip)
+        self._limiter = RateLimiter(
+            settings.rate_limit, settings.rate_block_seconds, on_block=self._share_block
+        )
+        self._cap = cap or AddressCap(settings.max_connections_per_ip)
+        self._client = ClientAddress(
+            parse_networks(settings.trusted_proxies), settings.forwarded_header
+        )
+        self._handshakes: dict[str, str] = {}
+        """engine.io sid -> cap key, for each handshake the cap counted."""
+        if isinstance(sio, LeanSockethubServer):
+            sio.set_admission(self)
         persistent = (registry.get(p) for p in registry.ids())
         self._persistent = frozenset(d.id for d in persistent if d is not None and d.persistent)
         sio.on("connect", self.connect)
@@ -97,20 +109,49 @@ class ProtocolHandlers:
 
     # -- connection lifecycle ------------------------------------------------
 
+    async def _admission(self, environ: dict[str, Any]) -> tuple[str, str, bool]:
+        """The client's address, the key the cap counts it under, and whether the cap
+        admitted (and counted) it."""
+        address = self._client.from_environ(environ)
+        key = address_key(address)
+        admission = await self._cap.acquire(key)
+        if admission.blocked_for > 0:
+            self._limiter.block_address(key, admission.blocked_for)
+        return address, key, admission.allowed
+
+    async def opened(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        """An engine.io handshake: counted by the cap now, before any Socket.IO CONNECT;
+        a refused one is told so, in Sockethub's words, when its CONNECT comes."""
+        admitted = await self._admission(environ)
+        environ[ADMITTED] = admitted
+        if admitted[2]:
+            self._handshakes[eio_sid] = admitted[1]
+
+    async def closed(self, eio_sid: str) -> None:
+        key = self._handshakes.pop(eio_sid, None)
+        if key is not None:
+            await self._cap.release(key)
+
     async def connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> bool:
         """``always_connect`` is on: the client is already connected when this runs,
         so the cap's ``error`` event reaches it before the disconnect."""
-        address = client_address(environ)
         # engine.io keeps the connect request's environ for the whole connection; its
         # "wsgi.input" wraps the handshake body in a class built per request. Nothing
         # reads it after the handshake.
         environ.pop("wsgi.input", None)
-        if not self._cap.acquire(address):
+        admitted = environ.get(ADMITTED)
+        owned = admitted is None  # no engine.io hook: the session holds its own count
+        if admitted is None:
+            admitted = await self._admission(environ)
+        address, key, allowed = admitted
+        if not allowed:
             self._metrics.rejected.labels(reason="connection_cap").inc()
             log.warning("connection_refused_cap", address=address)
             await self._sio.emit("error", error_event(TOO_MANY_CONNECTIONS), to=sid)
             return False
-        self.sessions.open(sid, address)
+        session = self.sessions.open(sid, address)
+        session.cap_key, session.owns_count = key, owned
+        self._limiter.opened(sid, key)
         self._metrics.session_opened()
         log.info("session_connected", session_id=sid, address=address)
         return True
@@ -119,7 +160,8 @@ class ProtocolHandlers:
         session = self.sessions.close(sid)
         if session is None:
             return
-        self._cap.release(session.address)
+        if session.owns_count:
+            await self._cap.release(session.cap_key)
         self._limiter.forget(sid)
         self._metrics.session_closed()
         log.info("session_disconnected", session_id=sid, reason=str(reason))
@@ -163,7 +205,7 @@ class ProtocolHandlers:
         session = self.sessions.get(sid)
         if session is None:
             return None
-        verdict = self._limiter.check(sid)
+        verdict = self._limiter.check(sid, session.cap_key)
         if verdict is Verdict.ALLOW:
             return session
         self._metrics.rejected.labels(reason="rate_limit").inc()
@@ -171,6 +213,9 @@ class ProtocolHandlers:
             log.warning("session_rate_limited", session_id=sid)
             await self._sio.emit("error", error_event(RATE_LIMITED), to=sid)
         return None
+
+    def _share_block(self, key: str, seconds: float) -> None:
+        self._requests.spawn(self._cap.share_block(key, seconds))
 
     def _over_inflight(self, session: Session) -> bool:
         if session.inflight < self._settings.max_inflight_per_session:

@@ -17,6 +17,9 @@ python-socketio internal), which :class:`LeanSockethubServer` points at
   ``receive``, ``close``, ``queue``, ``connected``, ``upgraded`` and ``sid``, and on the
   server's ``ping_interval``, ``ping_timeout``, ``max_http_buffer_size``, ``reason`` and
   ``logger``. Long-polling, upgrades and the heartbeat stay engine.io's own.
+- The same ``_trigger_event`` hook tells :attr:`LeanEngineIOServer.admission` of each
+  engine.io session opened (the handshake, with its environ, before any Socket.IO
+  CONNECT) and closed (``"disconnect"``, triggered once per socket by its ``close``).
 
 ``tests/unit/gateway/transport/test_engineio_server.py`` drives it through real uvicorn and
 engine.io with real clients; docs/transport.md says what each part buys.
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import engineio
 from engineio import exceptions, packet
@@ -256,9 +259,19 @@ class LeanAsyncSocket(AsyncSocket):  # type: ignore[misc]
         return packets
 
 
+class HandshakeHooks(Protocol):
+    """Told of every engine.io session: the per-address cap counts handshakes."""
+
+    async def opened(self, eio_sid: str, environ: dict[str, Any]) -> None: ...
+
+    async def closed(self, eio_sid: str) -> None: ...
+
+
 class LeanEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
     r"""engine.io's server, whose sockets are :class:`LeanAsyncSocket`\ s queueing their
     outgoing packets in a :class:`PacketQueue`."""
+
+    admission: HandshakeHooks | None = None
 
     def create_queue(self, *args: Any, **kwargs: Any) -> PacketQueue[Any]:
         if args or kwargs:  # engine.io creates its sockets' queues without arguments
@@ -273,6 +286,13 @@ class LeanEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
             socket = self.sockets.get(args[0])
             if type(socket) is AsyncSocket:
                 socket.__class__ = LeanAsyncSocket
+            if self.admission is not None:
+                await self.admission.opened(args[0], args[1])
+        elif event == "disconnect" and self.admission is not None:
+            try:
+                return await super()._trigger_event(event, *args, **kwargs)
+            finally:
+                await self.admission.closed(args[0])
         return await super()._trigger_event(event, *args, **kwargs)
 
 
@@ -281,3 +301,6 @@ class LeanSockethubServer(SockethubServer):
 
     def _engineio_server_class(self) -> type[LeanEngineIOServer]:
         return LeanEngineIOServer
+
+    def set_admission(self, hooks: HandshakeHooks) -> None:
+        self.eio.admission = hooks

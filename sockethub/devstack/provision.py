@@ -13,7 +13,12 @@ from sockethub.devstack.kafka import KAFKA_VERSION, ensure_kafka_libs
 STACK_PACKAGES = {"redis-server": "redis-server"}
 """Debian package for each program: the runtime stack."""
 
-TEST_PACKAGES = {"ngircd": "ngircd", "prosody": "prosody", "chromium": "chromium"}
+TEST_PACKAGES = {
+    "ngircd": "ngircd",
+    "prosody": "prosody",
+    "chromium": "chromium",
+    "haproxy": "haproxy",
+}
 """The real peers and browser that the test suite drives."""
 
 _SBIN = ("/usr/sbin", "/usr/bin", "/sbin")

@@ -144,11 +144,17 @@ async def test_origins_outside_the_allow_list_are_refused(limited: GatewayProces
 async def test_connection_cap_per_address(
     gateway_factory: GatewayFactory, shared_gateway_prefix: str, dummy_runner: RunnerProcess
 ) -> None:
-    gateway = gateway_factory(topic_prefix=shared_gateway_prefix, max_connections_per_ip=3)
-    clients = [await Client(gateway.url).connect() for _ in range(3)]
+    gateway = gateway_factory(
+        topic_prefix=shared_gateway_prefix,
+        max_connections_per_ip=3,
+        trusted_proxies="127.0.0.1/32",
+    )
+    # The cap counts across gateways: these clients have an address no other test uses.
+    forwarded = {"X-Forwarded-For": "127.0.21.2"}
+    clients = [await Client(gateway.url).connect(forwarded) for _ in range(3)]
     try:
         extra = Client(gateway.url)
-        await extra.connect()
+        await extra.connect(forwarded)
         event = await extra.next_event("error", wait=30)
         assert event["summary"] == TOO_MANY and event["type"] == "Error"
         await asyncio.wait_for(extra.disconnected.wait(), 30)
@@ -157,7 +163,7 @@ async def test_connection_cap_per_address(
             assert (await client.call("message", dummy("echo", id="held")))["id"] == "held"
         await clients.pop().close()
         await asyncio.sleep(0.5)
-        clients.append(await Client(gateway.url).connect())
+        clients.append(await Client(gateway.url).connect(forwarded))
         assert (await clients[-1].call("message", dummy("echo", id="new")))["id"] == "new"
         assert clients[-1].events["error"].empty()
     finally:

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway.address_cap import AddressCap, Admission
 from gateway.kafka_bridge import DeliveryError
 from gateway.limits import RATE_LIMITED, TOO_MANY_CONNECTIONS
 from gateway.metrics import GatewayMetrics
@@ -166,8 +167,16 @@ class Store:
         self.ended.append(sid)
 
 
+class BlockedElsewhere(AddressCap):
+    """The cap as Redis answers when another gateway rate-blocked the address."""
+
+    async def acquire(self, address: str) -> Admission:
+        admission = await super().acquire(address)
+        return Admission(admission.allowed, blocked_for=30.0)
+
+
 class Gateway:
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, cap: AddressCap | None = None, **settings: Any) -> None:
         self.settings = GatewaySettings(**settings)
         self.server = Server()
         self.bridge = Bridge(self.settings)
@@ -180,10 +189,14 @@ class Gateway:
             self.bridge,  # type: ignore[arg-type]
             self.store,  # type: ignore[arg-type]
             self.metrics,
+            cap,
         )
 
-    async def connect(self, sid: str = "s1", address: str = ADDRESS) -> bool:
-        environ = {"asgi.scope": {"client": (address, 4000)}}
+    async def connect(
+        self, sid: str = "s1", address: str = ADDRESS, forwarded_for: str | None = None
+    ) -> bool:
+        headers = [] if forwarded_for is None else [(b"x-forwarded-for", forwarded_for.encode())]
+        environ = {"asgi.scope": {"client": (address, 4000), "headers": headers}}
         return await self.server.handlers["connect"](sid, environ)
 
     async def settle(self) -> None:
@@ -236,6 +249,44 @@ async def test_sessions_are_counted_per_gateway() -> None:
     assert sessions() == 2
     await gw.server.handlers["disconnect"]("s1")
     assert sessions() == 1
+
+
+async def test_behind_a_trusted_proxy_the_cap_counts_the_forwarded_client() -> None:
+    gw = Gateway(max_connections_per_ip=1, trusted_proxies="127.0.0.1/32")
+    assert await gw.connect("s1", forwarded_for="127.0.0.2")
+    assert await gw.connect("s2", forwarded_for="127.0.0.3")
+    assert not await gw.connect("s3", forwarded_for="127.0.0.2")
+    # From an untrusted peer the header is the client's own text: the peer is counted.
+    assert await gw.connect("s4", "127.0.0.9", forwarded_for="127.0.0.5")
+    assert not await gw.connect("s5", "127.0.0.9", forwarded_for="127.0.0.6")
+    assert gw.handlers.sessions.get("s2").address == "127.0.0.3"  # type: ignore[union-attr]
+
+
+async def test_a_rate_block_outlives_a_reconnect_from_the_same_address() -> None:
+    gw = Gateway(rate_limit=2, rate_block_seconds=60)
+    await gw.connect("s1")
+    for n in range(3):
+        await gw.server.message("s1", echo(str(n)), [])
+    await gw.server.handlers["disconnect"]("s1")
+    await gw.connect("s2")
+    await gw.server.message("s2", echo("again"), [])
+    await gw.connect("s3", "127.0.0.2")
+    await gw.server.message("s3", echo("other"), [])
+    await gw.settle()
+    assert len(gw.bridge.requests()) == 3  # two of s1's, s3's
+    errors = [(to, data["summary"]) for to, event, data in gw.server.emitted if event == "error"]
+    assert errors == [("s1", RATE_LIMITED), ("s2", RATE_LIMITED)]
+
+
+async def test_a_rate_block_from_another_gateway_holds_for_a_new_session() -> None:
+    gw = Gateway(cap=BlockedElsewhere(20))
+    await gw.connect("s1")
+    await gw.server.message("s1", echo("blocked"), [])
+    await gw.settle()
+    assert gw.bridge.requests() == []
+    assert [(to, data["summary"]) for to, event, data in gw.server.emitted] == [
+        ("s1", RATE_LIMITED)
+    ]
 
 
 async def test_the_rate_limit_drops_events_and_announces_the_block_once() -> None:
