@@ -74,7 +74,7 @@ async def echo_latencies(client: Client, stop: asyncio.Event) -> list[float]:
 
 
 async def test_an_activity_object_flood_is_refused_and_memory_stays_put(
-    budgeted: GatewayProcess,
+    budgeted: GatewayProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
     flooder = await Client(budgeted.url).connect()
     bystander = await Client(budgeted.url).connect()
@@ -105,13 +105,14 @@ async def test_an_activity_object_flood_is_refused_and_memory_stays_put(
 
         growth = peak - before
         p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)]
-        print(
-            f"\nactivity-object flood: {FLOOD_FRAMES} frames of ~{3 * EMPTY_LISTS // 1024} KiB; "
-            f"gateway RSS {before / 2**20:.1f} MiB before, peak {peak / 2**20:.1f} MiB "
-            f"(+{growth / 2**20:.1f} MiB), {after / 2**20:.1f} MiB after; "
-            f"bystander echoes: {len(latencies)}, p99 {p99 * 1000:.0f} ms, "
-            f"worst {latencies[-1] * 1000:.0f} ms"
-        )
+        with capsys.disabled():  # shown by `make test`, not only on failure
+            print(
+                f"\nactivity-object flood: {FLOOD_FRAMES} frames of ~{3 * EMPTY_LISTS // 1024} KiB; "
+                f"gateway RSS {before / 2**20:.1f} MiB before, peak {peak / 2**20:.1f} MiB "
+                f"(+{growth / 2**20:.1f} MiB), {after / 2**20:.1f} MiB after; "
+                f"bystander echoes: {len(latencies)}, p99 {p99 * 1000:.0f} ms, "
+                f"worst {latencies[-1] * 1000:.0f} ms"
+            )
         assert answers == [{"context": "error", "error": TOO_LARGE, "content": None}] * (
             FLOOD_FRAMES
         )
