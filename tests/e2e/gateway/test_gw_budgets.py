@@ -107,7 +107,8 @@ async def test_an_activity_object_flood_is_refused_and_memory_stays_put(
         p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)]
         with capsys.disabled():  # shown by `make test`, not only on failure
             print(
-                f"\nactivity-object flood: {FLOOD_FRAMES} frames of ~{3 * EMPTY_LISTS // 1024} KiB; "
+                f"\nactivity-object flood: {FLOOD_FRAMES} frames of "
+                f"~{3 * EMPTY_LISTS // 1024} KiB; "
                 f"gateway RSS {before / 2**20:.1f} MiB before, peak {peak / 2**20:.1f} MiB "
                 f"(+{growth / 2**20:.1f} MiB), {after / 2**20:.1f} MiB after; "
                 f"bystander echoes: {len(latencies)}, p99 {p99 * 1000:.0f} ms, "
