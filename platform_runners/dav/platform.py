@@ -15,6 +15,7 @@ but never enforces are checked here before any request, as
 
 from __future__ import annotations
 
+import ssl
 import time
 import xml.etree.ElementTree as ET
 from abc import abstractmethod
@@ -22,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+import certifi
 import httpx
 
 from platform_runners.address_guard import parse_allowlist
@@ -65,6 +67,8 @@ class DavPlatform(Platform):
     ) -> None:
         super().__init__(settings, descriptor, emitter)
         self.allowlist = parse_allowlist(settings.fetch_allowlist)
+        # Loading the CA bundle costs more than a request's set-up: once per platform.
+        self.ssl_context = ssl.create_default_context(cafile=certifi.where())
         self._cache: dict[str, tuple[float, list[JSONDict]]] = {}
 
     def handlers(self) -> Mapping[str, Handler]:
@@ -105,6 +109,7 @@ class DavPlatform(Platform):
                 allowlist=self.allowlist,
                 timeout=self.settings.dav.timeout,
                 allow_insecure_http=self.settings.dav.allow_insecure_http,
+                ssl_context=self.ssl_context,
             )
         except DavError as exc:
             # Refused before any request: Sockethub answers these with the Error: prefix.

@@ -7,6 +7,7 @@ covered by the unit tests and by :mod:`tests.integration.dav.digest_server`.
 from __future__ import annotations
 
 import base64
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sockethub.devstack.processes import free_port, spawn, stop, wait_for_port
+from tests.fixtures.certs import self_signed
 
 HOST = "127.0.0.1"
 ALLOWLIST = "127.0.0.1/32"
@@ -27,10 +29,16 @@ class Radicale:
     users: dict[str, str]
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    tls: bool = False
+    """Serve https with a self-signed certificate for 127.0.0.1 (:attr:`cert` is its CA)."""
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}/"
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}/"
+
+    @property
+    def cert(self) -> Path:
+        return self.directory / "cert.pem"
 
     @property
     def log_path(self) -> Path:
@@ -41,10 +49,14 @@ class Radicale:
         htpasswd = self.directory / "users"
         htpasswd.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
         config = self.directory / "config"
+        tls = ""
+        if self.tls:
+            cert, key = self_signed(self.directory, HOST, ip_addresses=[HOST])
+            tls = f"ssl = True\ncertificate = {cert}\nkey = {key}\n"
         config.write_text(
             f"""[server]
 hosts = {HOST}:{self.port}
-[auth]
+{tls}[auth]
 type = htpasswd
 htpasswd_filename = {htpasswd}
 htpasswd_encryption = plain
@@ -91,8 +103,9 @@ level = warning
             method=method,
             headers={"Authorization": f"Basic {auth}", **headers},
         )
+        context = ssl.create_default_context(cafile=str(self.cert)) if self.tls else None
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30, context=context) as response:
                 return int(response.status), response.read().decode()
         except urllib.error.HTTPError as exc:
             return int(exc.code), ""

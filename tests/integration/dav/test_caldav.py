@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -267,3 +269,22 @@ async def test_plain_http_only_with_the_setting(radicale: Radicale) -> None:
 async def test_missing_credentials(radicale: Radicale) -> None:
     s = Session(make_platform(CaldavPlatform), ACTOR)
     assert await s.error("fetch") == "Error: credentials not found for caldav:caldav:alice"
+
+
+@pytest.fixture(scope="module")
+def radicale_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
+    server = Radicale(tmp_path_factory.mktemp("radicale-tls"), dict(USERS), tls=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_https_needs_no_setting_and_checks_the_certificate(radicale_tls: Radicale) -> None:
+    cal = calendar_of(radicale_tls)
+    trusting = session(radicale_tls, insecure=False)
+    trusting.platform.ssl_context = ssl.create_default_context(cafile=str(radicale_tls.cert))
+    assert cal in [item["id"] for item in (await trusting.send("fetch"))["items"]]
+    # The same server with the default CAs: its self-signed certificate is refused.
+    assert await session(radicale_tls, insecure=False).error("fetch") == (
+        "caldav:connection-failed"
+    )
