@@ -143,7 +143,7 @@ class GuardSettings:
         return cls(allowlist=parse_allowlist(allowlist), **kwargs)
 
 
-class _PinnedBackend(httpcore.AsyncNetworkBackend):
+class PinnedBackend(httpcore.AsyncNetworkBackend):
     """Connects only to addresses vetted for ``(host, port)``; never resolves names."""
 
     def __init__(self) -> None:
@@ -224,7 +224,7 @@ class GuardedClient:
 
     async def _fetch(self, url: str, accept_header: str) -> FetchResponse:
         s = self.settings
-        backend = _PinnedBackend()
+        backend = PinnedBackend()
         async with httpcore.AsyncConnectionPool(
             ssl_context=self._ssl, network_backend=backend, max_connections=4
         ) as pool:

@@ -54,6 +54,11 @@ class PlatformError(Exception):
     """A failure to report to the client as it is: ``Error: <message>``."""
 
 
+class CodeError(PlatformError):
+    """A failure reported as a bare code (``caldav:conflict``), without ``Error: `` in front,
+    as Sockethub's DAV platforms answer their asynchronous failures."""
+
+
 class CredentialLookup(Protocol):
     """Reads a session's stored credentials (``sockethub.runtime.credentials`` has one)."""
 
@@ -190,4 +195,6 @@ PlatformFactory = Callable[[RunnerSettings, PlatformDescriptor, Emitter], Platfo
 def describe(value: Any) -> str:
     """The message of an exception as the client sees it (``Error: <message>``)."""
     text = str(value)
+    if isinstance(value, CodeError) and text:
+        return text
     return f"Error: {text}" if text else f"Error: {type(value).__name__}"

@@ -21,6 +21,8 @@ BUILTINS: dict[str, str] = {
     "metadata": "platform_runners.metadata:MetadataPlatform",
     "irc": "platform_runners.irc.platform:IrcPlatform",
     "xmpp": "platform_runners.xmpp.platform:XmppPlatform",
+    "caldav": "platform_runners.caldav.platform:CaldavPlatform",
+    "carddav": "platform_runners.carddav.platform:CarddavPlatform",
 }
 """Built-in platforms as ``module:attribute``, imported only when that platform runs."""
 

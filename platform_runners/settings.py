@@ -71,6 +71,35 @@ class XmppSettings(EnvSettings):
     )
 
 
+class DavSettings(EnvSettings):
+    """The ``caldav`` and ``carddav`` platforms (Sockethub's per-package settings, shared)."""
+
+    model_config = SettingsConfigDict(env_prefix="SOCKETHUB_DAV_", extra="ignore")
+
+    timeout: float = Field(
+        15.0,
+        gt=0,
+        description=(
+            "Seconds one DAV request may take, with its redirects, authentication retries and body"
+        ),
+    )
+    allow_insecure_http: bool = Field(
+        False,
+        description=(
+            "Accept http:// DAV servers (passwords and tokens then travel in the clear); "
+            "non-public addresses also need SOCKETHUB_FETCH_ALLOWLIST"
+        ),
+    )
+    discovery_cache: float = Field(
+        30.0,
+        ge=0,
+        description=(
+            "Seconds a DAV account's discovered calendars or address books are reused by "
+            "query, create, update and delete (0: discover on every request; fetch always does)"
+        ),
+    )
+
+
 class RunnerSettings(CommonSettings):
     concurrency: int = Field(
         32, ge=1, description="Sessions a runner works on at once (order kept within a session)"
@@ -85,7 +114,7 @@ class RunnerSettings(CommonSettings):
         "",
         description=(
             "CIDRs that runners may connect to although they are not public: feeds and metadata "
-            "fetches, IRC and XMPP servers"
+            "fetches, IRC, XMPP, CalDAV and CardDAV servers"
         ),
     )
     greeting: str = Field("Hello", description="The dummy platform's greeting")
@@ -139,4 +168,8 @@ class RunnerSettings(CommonSettings):
     )
     xmpp: XmppSettings = Field(
         default_factory=lambda: from_environment(XmppSettings), description="The xmpp platform"
+    )
+    dav: DavSettings = Field(
+        default_factory=lambda: from_environment(DavSettings),
+        description="The caldav and carddav platforms",
     )

@@ -32,7 +32,7 @@ SOCKETHUB_CONTEXT_URL = "https://sockethub.org/ns/context/v1.jsonld"
 BASE_CONTEXT_URLS = (AS_CONTEXT_URL, SOCKETHUB_CONTEXT_URL)
 CONTEXT_VERSION = "1"
 ENTRY_POINT_GROUP = "sockethub.platform_schemas"
-BUILTIN_PLATFORMS = ("dummy", "feeds", "metadata", "irc", "xmpp")
+BUILTIN_PLATFORMS = ("dummy", "feeds", "metadata", "irc", "xmpp", "caldav", "carddav")
 DUMMY_FAULT_VERBS = ("hang", "exit1", "sigkill")
 """The dummy platform's verbs that stall or crash its runner: only where faults are wanted."""
 

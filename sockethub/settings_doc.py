@@ -14,7 +14,13 @@ from pathlib import Path
 from pydantic_settings import BaseSettings
 
 from gateway.settings import GatewaySettings
-from platform_runners.settings import IrcSettings, PersistentSettings, RunnerSettings, XmppSettings
+from platform_runners.settings import (
+    DavSettings,
+    IrcSettings,
+    PersistentSettings,
+    RunnerSettings,
+    XmppSettings,
+)
 from sockethub.runtime.settings import CommonSettings
 from sockethub.settings_cli import TOOLING_VARIABLES, markdown_rows
 
@@ -57,6 +63,7 @@ def tables() -> str:
         _table("Persistent connections (the `irc` and `xmpp` platforms)", PersistentSettings),
         _table("The `irc` platform", IrcSettings),
         _table("The `xmpp` platform", XmppSettings),
+        _table("The `caldav` and `carddav` platforms", DavSettings),
     ]
     tooling = "\n".join(f"| `{name}` | {text} |" for name, text in TOOLING_VARIABLES.items())
     parts.append(

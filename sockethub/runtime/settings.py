@@ -220,7 +220,7 @@ class CommonSettings(EnvSettings):
         ),
     )
     platforms: str = Field(
-        "dummy,feeds,metadata,irc,xmpp",
+        "dummy,feeds,metadata,irc,xmpp,caldav,carddav",
         description="Enabled platforms, comma-separated (gateways accept, `runners` starts them)",
     )
     dummy_faults: bool = Field(

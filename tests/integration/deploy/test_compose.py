@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(2400)
 REPO = Path(__file__).resolve().parents[3]
 COMPOSE_DIR = REPO / "compose"
 # The dummy test platform's runner comes only with the `dummy` profile.
-PLATFORMS = ["feeds", "metadata", "irc", "xmpp"]
+PLATFORMS = ["feeds", "metadata", "irc", "xmpp", "caldav", "carddav"]
 RUNNERS = {f"runner-{p}" for p in PLATFORMS}
 CORE = {"redpanda", "redis", "gateway"} | RUNNERS
 DEMO = {"ircd", "xmppd"}

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.timeout(2400)
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "helm" / "sockethub"
 FULL_VALUES = REPO / "helm" / "values-full.yaml"
-PLATFORMS = {"dummy", "feeds", "metadata", "irc", "xmpp"}
+PLATFORMS = {"dummy", "feeds", "metadata", "irc", "xmpp", "caldav", "carddav"}
 # The dummy test platform is off unless the values turn it on (values-full.yaml does).
 DEFAULT_PLATFORMS = PLATFORMS - {"dummy"}
 # The chart's defaults need one choice made: payload keys, or none on purpose. "default"
@@ -148,16 +148,16 @@ def test_one_runner_statefulset_per_enabled_platform(
     docs = render(helm_bin, *NO_KEYS, "--set", "runners.platforms.irc.enabled=false",
                   "--set", "runners.platforms.feeds.enabled=false",
                   "--set", "runners.platforms.dummy.enabled=true")  # fmt: skip
-    assert set(runner_deployments(docs)) == {"dummy", "metadata", "xmpp"}
+    assert set(runner_deployments(docs)) == {"dummy", "metadata", "xmpp", "caldav", "carddav"}
     gateway_config = one(docs, "ConfigMap", "sh-sockethub-gateway")["data"]
-    assert gateway_config["SOCKETHUB_PLATFORMS"] == "dummy,metadata,xmpp"
+    assert gateway_config["SOCKETHUB_PLATFORMS"] == "caldav,carddav,dummy,metadata,xmpp"
 
 
 def test_per_platform_replicas_and_resources(full_docs: list[Manifest]) -> None:
     runners = runner_deployments(full_docs)
     assert set(runners) == PLATFORMS
     assert {p: d["spec"]["replicas"] for p, d in runners.items()} == {
-        "dummy": 1, "feeds": 3, "metadata": 2, "irc": 2, "xmpp": 2,
+        "dummy": 1, "feeds": 3, "metadata": 2, "irc": 2, "xmpp": 2, "caldav": 1, "carddav": 1,
     }  # fmt: skip
     feeds = runners["feeds"]["spec"]["template"]["spec"]["containers"][0]["resources"]
     dummy = runners["dummy"]["spec"]["template"]["spec"]["containers"][0]["resources"]
@@ -203,7 +203,7 @@ def test_checksum_annotation_rolls_pods_when_config_changes(
     helm_bin: Path, default_docs: list[Manifest]
 ) -> None:
     before = _checksums(default_docs)
-    assert len(before) == 5
+    assert len(before) == 1 + len(DEFAULT_PLATFORMS)  # the gateway and each runner
     assert len(set(before.values())) == 1
     assert _checksums(render(helm_bin, *NO_KEYS)) == before  # stable: same values, same checksum
     assert _checksums(render(helm_bin, *NO_KEYS, "--set", "gateway.replicaCount=3")) == before
@@ -300,7 +300,8 @@ def test_existing_secrets_are_referenced_not_rendered(full_docs: list[Manifest])
 def test_pods_are_locked_down(request: pytest.FixtureRequest, which: str) -> None:
     docs: list[Manifest] = request.getfixturevalue(f"{which}_docs")
     deployments = kinds(docs, "StatefulSet")
-    assert len(deployments) == (6 if which == "full" else 5)
+    # The gateway and one runner per platform (dummy only in the full values).
+    assert len(deployments) == 1 + len(PLATFORMS if which == "full" else DEFAULT_PLATFORMS)
     for dep in deployments:
         pod = dep["spec"]["template"]["spec"]
         assert pod["automountServiceAccountToken"] is False

@@ -1,0 +1,1 @@
+"""The ``caldav`` platform: calendars, events and tasks on a CalDAV server."""

@@ -1,0 +1,1 @@
+"""The ``carddav`` platform: address books and contacts on a CardDAV server."""

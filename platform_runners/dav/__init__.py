@@ -1,0 +1,1 @@
+"""What the ``caldav`` and ``carddav`` platforms share: the DAV client, its XML and discovery."""
