@@ -1,5 +1,6 @@
 """The gateway's ASGI applications: the public one (Socket.IO, the landing or demo page and
-the client bundles) and the internal one (``/healthz``, ``/readyz``, ``/metrics``)."""
+the client bundles) and the internal one (``/healthz``, ``/readyz``, ``/metrics``, and
+``/admin`` when ``SOCKETHUB_ADMIN_TOKEN`` is set)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from gateway.admin import AdminPage, DeadLetterSource
 from gateway.demo import bundle_routes
 from gateway.demo import routes as demo_routes
 from gateway.health import Readiness
@@ -59,8 +61,13 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     return create_apps(settings).public
 
 
-def create_apps(settings: GatewaySettings) -> GatewayApps:
-    """Both applications, sharing one set of clients, metrics and readiness."""
+def create_apps(
+    settings: GatewaySettings, *, dead_letters: DeadLetterSource | None = None
+) -> GatewayApps:
+    """Both applications, sharing one set of clients, metrics and readiness.
+
+    ``dead_letters`` feeds the admin page's dead-letter section (``sockethub gateway``
+    passes ``sockethub dlq``'s; the gateway itself cannot import the CLI layer)."""
     metrics = GatewayMetrics(settings.gateway_id)
     registry = PlatformRegistry(settings.platform_ids(), dummy_faults=settings.dummy_faults)
     redis = redis_client(settings.redis_url)
@@ -85,6 +92,13 @@ def create_apps(settings: GatewaySettings) -> GatewayApps:
         engineio_logger=False,
     )
     handlers = ProtocolHandlers(sio, settings, registry, bridge, store, metrics)
+    admin = None
+    if settings.admin_token is not None and settings.admin_token.get_secret_value():
+        admin = AdminPage(
+            settings, settings.admin_token.get_secret_value(), metrics=metrics, redis=redis,
+            platforms=list(registry.ids()), reply_route=bridge.reply_topic,
+            session_count=handlers.sessions.__len__, dead_letters=dead_letters,
+        )  # fmt: skip
 
     async def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
@@ -110,6 +124,7 @@ def create_apps(settings: GatewaySettings) -> GatewayApps:
             bridge.reply_topic,
             interval=settings.heartbeat_interval,
             ttl=settings.heartbeat_ttl,
+            sessions=handlers.sessions.__len__,
         )
         await heartbeat.start()
         log.info(
@@ -127,6 +142,8 @@ def create_apps(settings: GatewaySettings) -> GatewayApps:
             await heartbeat.stop()
             await bridge.stop()
             await readiness.close()
+            if admin is not None:
+                await admin.close()
             await redis.aclose()
             log.info("gateway_stopped", gateway_id=settings.gateway_id)
 
@@ -148,6 +165,7 @@ def create_apps(settings: GatewaySettings) -> GatewayApps:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_route),
+            *(admin.routes() if admin is not None else []),
         ]
     )
     return GatewayApps(public=public, internal=internal)

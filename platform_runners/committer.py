@@ -77,6 +77,8 @@ class Committer:
         self._on_commit = on_commit
         self._open_since: float | None = None
         """monotonic() when the transaction (or send-and-commit) in progress began."""
+        self.last_commit: float | None = None
+        """Unix time of the last successful commit (the runner's status key shows it)."""
         metrics.TRANSACTION_OPEN_SECONDS.labels(platform).set_function(self.open_seconds)
 
     def open_seconds(self) -> float:
@@ -143,7 +145,8 @@ class Committer:
                 if tracker is not None:
                     tracker.committed(point)
             metrics.COMMITS.labels(self._platform).inc()
-            metrics.LAST_COMMIT.labels(self._platform).set_to_current_time()
+            self.last_commit = time.time()
+            metrics.LAST_COMMIT.labels(self._platform).set(self.last_commit)
             if self._on_commit is not None:
                 self._on_commit(len(records))
         if done_ids and not self._transactional:

@@ -54,6 +54,7 @@ from sockethub.runtime.kafka_clients import (
 )
 from sockethub.runtime.record_age import observe_ages
 from sockethub.runtime.redis_client import redis_client
+from sockethub.runtime.runner_status import RunnerStatus, runner_group, write_status
 
 log = structlog.get_logger("platform_runners.runner")
 
@@ -61,6 +62,9 @@ ISOLATION_S = 3.0
 """How long a suspect request runs alone before others may run beside it again."""
 TRANSACTION_TIMEOUT_MS = 30000
 LAG_INTERVAL_S = 10.0
+STATUS_TTL_S = 3 * LAG_INTERVAL_S
+"""A status key outlives a few missed writes, then expires with its runner."""
+STATUS_WRITE_TIMEOUT_S = 2.0
 """How often the consumer-lag gauges are refreshed (one ListOffsets request each time)."""
 RETRY_BASE_S = 0.2
 
@@ -113,7 +117,7 @@ class Runner:
         self.platform_id = descriptor.id
         self.layout = TopicLayout(settings)
         self.topic = self.layout.requests(self.platform_id)
-        self.group_id = f"{settings.topic_prefix}.runners.{self.platform_id}"
+        self.group_id = runner_group(settings.topic_prefix, self.platform_id)
         self.transactional_id = (
             f"{settings.topic_prefix}.runner.{self.platform_id}.{settings.instance}"
         )
@@ -146,6 +150,7 @@ class Runner:
         self._admin: AIOKafkaAdminClient | None = None
         self._committer: Committer | None = None
         self._track_lock = asyncio.Lock()
+        self._last_lag: dict[str, int] = {}
         self.started = False
         self.joined = False
         """The group's assignment reached us at least once (possibly empty: an idle standby
@@ -257,6 +262,8 @@ class Runner:
 
     async def close(self) -> None:
         """Release everything; after :meth:`run` the offsets are already committed."""
+        if self.started:
+            await self.publish_status(state="stopped")
         if self._consumer is not None:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()
@@ -293,12 +300,43 @@ class Runner:
 
     async def _lag_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            lags: dict[int, int] | None = None
             try:
-                await self.measure_lag()
+                lags = await self.measure_lag()
             except Exception as exc:  # a metric must never stop the runner
                 self.log.debug("runner.lag.unavailable", error=repr(exc))
+            await self.publish_status(lags=lags)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), LAG_INTERVAL_S)
+
+    def runner_status(self, state: str | None = None) -> RunnerStatus:
+        """What the admin page shows of this instance (:mod:`sockethub.runtime.runner_status`)."""
+        committer = self._committer
+        return RunnerStatus(
+            platform=self.platform_id,
+            instance=self.settings.instance,
+            state=state or ("running" if self.joined else "starting"),
+            partitions=sorted(tp.partition for tp in self.trackers),
+            last_commit=committer.last_commit if committer is not None else None,
+            transaction_open_seconds=committer.open_seconds() if committer is not None else 0.0,
+            lag=dict(self._last_lag),
+        )
+
+    async def publish_status(
+        self, *, lags: dict[int, int] | None = None, state: str | None = None
+    ) -> None:
+        """Write this instance's status key; a failure is only logged (the page shows the key
+        expire, which is what an unreachable runner looks like anyway)."""
+        if lags is not None:
+            self._last_lag = {str(p): n for p, n in sorted(lags.items())}
+        try:
+            async with asyncio.timeout(STATUS_WRITE_TIMEOUT_S):
+                await write_status(
+                    self.redis, self.settings.topic_prefix, self.runner_status(state),
+                    ttl=STATUS_TTL_S,
+                )  # fmt: skip
+        except Exception as exc:
+            self.log.debug("runner.status.unwritten", error=repr(exc))
 
     async def measure_lag(self) -> dict[int, int]:
         """Set ``sockethub_runner_consumer_lag`` for the owned partitions; returns it by
