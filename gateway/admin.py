@@ -73,6 +73,12 @@ form.inline{display:inline}pre{background:#fff;border:1px solid #ccc;padding:.5r
 """
 
 
+ICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    '<circle cx="8" cy="8" r="7" fill="#345"/></svg>'
+)
+
+
 class DeadLetterSource(Protocol):
     """The dead-letter side of ``sockethub dlq``, given to the gateway by the CLI (the
     gateway cannot import the CLI layer)."""
@@ -337,6 +343,7 @@ class AdminPage:
         return [
             Route("/admin", self.index, methods=["GET"]),
             Route("/admin/admin.css", self.style, methods=["GET"]),
+            Route("/admin/favicon.svg", self.icon, methods=["GET"]),
             Route("/admin/login", self.login, methods=["POST"]),
             Route("/admin/logout", self.logout, methods=["POST"]),
             Route("/admin/redrive", self.redrive, methods=["POST"]),
@@ -344,6 +351,10 @@ class AdminPage:
 
     async def style(self, request: Request) -> Response:
         return Response(STYLE, media_type="text/css", headers=HEADERS)
+
+    async def icon(self, request: Request) -> Response:
+        """Named by the page, so that the browser does not ask for a missing /favicon.ico."""
+        return Response(ICON, media_type="image/svg+xml", headers=HEADERS)
 
     async def index(self, request: Request) -> Response:
         if not self.auth.allowed(request):
@@ -427,7 +438,8 @@ def _page(title: str, body: str) -> str:
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{_e(title)}</title>"
-        '<link rel="stylesheet" href="/admin/admin.css"></head>'
+        '<link rel="stylesheet" href="/admin/admin.css">'
+        '<link rel="icon" href="/admin/favicon.svg" type="image/svg+xml"></head>'
         f"<body><h1>{_e(title)}</h1>{body}</body></html>"
     )
 

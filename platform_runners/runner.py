@@ -151,6 +151,7 @@ class Runner:
         self._committer: Committer | None = None
         self._track_lock = asyncio.Lock()
         self._last_lag: dict[str, int] = {}
+        self._status_tasks: set[asyncio.Task[None]] = set()
         self.started = False
         self.joined = False
         """The group's assignment reached us at least once (possibly empty: an idle standby
@@ -338,6 +339,12 @@ class Runner:
         except Exception as exc:
             self.log.debug("runner.status.unwritten", error=repr(exc))
 
+    def _status_soon(self) -> None:
+        """Report a changed assignment without holding up the rebalance callback."""
+        task = asyncio.create_task(self.publish_status(), name="runner-status")
+        self._status_tasks.add(task)
+        task.add_done_callback(self._status_tasks.discard)
+
     async def measure_lag(self) -> dict[int, int]:
         """Set ``sockethub_runner_consumer_lag`` for the owned partitions; returns it by
         partition. The runner's own finished-through offset, not the fetch position (which
@@ -392,6 +399,7 @@ class Runner:
         if self.settings.ready_file is not None:
             with contextlib.suppress(OSError):
                 self.settings.ready_file.touch()
+        self._status_soon()
         try:
             await self.platform.partitions_assigned({tp.partition for tp in assigned})
         except Exception as exc:
@@ -421,6 +429,7 @@ class Runner:
         self.log.info(
             "runner.partitions.revoked", partitions=sorted(tp.partition for tp in revoked)
         )
+        self._status_soon()
         try:
             await self.platform.partitions_revoked({tp.partition for tp in revoked})
         except Exception as exc:
