@@ -105,6 +105,7 @@ def create_apps(
 
     async def readyz(request: Request) -> JSONResponse:
         status = await readiness.check()
+        metrics.ready.set(1 if status["ready"] else 0)
         return JSONResponse(status, status_code=200 if status["ready"] else 503)
 
     async def metrics_route(request: Request) -> Response:
