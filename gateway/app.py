@@ -4,6 +4,7 @@ the client bundles) and the internal one (``/healthz``, ``/readyz``, ``/metrics`
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from sockethub.runtime.credentials import CredentialStore
 from sockethub.runtime.heap import freeze_startup_heap
 from sockethub.runtime.liveness import GatewayHeartbeat
 from sockethub.runtime.redis_client import redis_client
+from sockethub.runtime.tracing import tracing_from_env
 
 log = structlog.get_logger("gateway")
 
@@ -91,7 +93,8 @@ def create_apps(
         logger=False,
         engineio_logger=False,
     )
-    handlers = ProtocolHandlers(sio, settings, registry, bridge, store, metrics)
+    tracing = tracing_from_env("sockethub-gateway")
+    handlers = ProtocolHandlers(sio, settings, registry, bridge, store, metrics, tracing)
     admin = None
     if settings.admin_token is not None and settings.admin_token.get_secret_value():
         admin = AdminPage(
@@ -146,6 +149,8 @@ def create_apps(
             if admin is not None:
                 await admin.close()
             await redis.aclose()
+            if tracing is not None:
+                await asyncio.to_thread(tracing.shutdown)  # flushes the queued spans
             log.info("gateway_stopped", gateway_id=settings.gateway_id)
 
     # /healthz stays public too: a load balancer's check needs nothing internal.

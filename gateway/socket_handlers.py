@@ -7,7 +7,7 @@ handler's return value); platform events go out as ``message`` events.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -32,6 +32,9 @@ from schemas.envelopes import PlatformEvent, Request, RequestKind
 from schemas.platform_registry import PlatformRegistry, canonical_context
 from schemas.topics import request_key
 from sockethub.runtime.credentials import CredentialStore
+
+if TYPE_CHECKING:
+    from sockethub.runtime.otel import Tracing
 
 log = structlog.get_logger("gateway.socket")
 
@@ -72,6 +75,7 @@ class ProtocolHandlers:
         bridge: KafkaBridge,
         store: CredentialStore,
         metrics: GatewayMetrics,
+        tracing: Tracing | None = None,
     ) -> None:
         self._sio = sio
         self._no_ack: object = sio.not_handled
@@ -82,7 +86,7 @@ class ProtocolHandlers:
         self._store = store
         self._metrics = metrics
         self.sessions = Sessions()
-        self._requests = RequestTracker(bridge, metrics, settings.request_timeout)
+        self._requests = RequestTracker(bridge, metrics, settings.request_timeout, tracing)
         self._limiter = RateLimiter(settings.rate_limit, settings.rate_block_seconds)
         self._cap = ConnectionCap(settings.max_connections_per_ip)
         persistent = (registry.get(p) for p in registry.ids())

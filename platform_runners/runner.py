@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -55,6 +56,10 @@ from sockethub.runtime.kafka_clients import (
 from sockethub.runtime.record_age import observe_ages
 from sockethub.runtime.redis_client import redis_client
 from sockethub.runtime.runner_status import RunnerStatus, runner_group, write_status
+from sockethub.runtime.tracing import tracing_from_env
+
+if TYPE_CHECKING:
+    from sockethub.runtime.otel import Tracing
 
 log = structlog.get_logger("platform_runners.runner")
 
@@ -85,6 +90,8 @@ class Work:
     offset: int
     request: Request
     started: float = field(default_factory=time.monotonic)
+    traceparent: str | None = None
+    """The handle span's context, when tracing: the reply span's parent."""
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -110,9 +117,11 @@ class Runner:
         credentials: CredentialLookup | None = None,
         attempts: Attempts | None = None,
         kafka: KafkaFactories | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         """``credentials``, ``attempts`` and ``kafka`` replace the Redis- and Kafka-backed
-        defaults (the unit tests run the runner on fakes)."""
+        defaults (the unit tests run the runner on fakes); ``tracing`` replaces the one
+        ``OTEL_EXPORTER_OTLP_ENDPOINT`` turns on."""
         self.settings = settings
         self.platform_id = descriptor.id
         self.layout = TopicLayout(settings)
@@ -130,6 +139,7 @@ class Runner:
             else Attempts(self.redis, settings.topic_prefix, self.platform_id)
         )
         self._kafka = kafka if kafka is not None else KafkaFactories()
+        self.tracing = tracing if tracing is not None else tracing_from_env("sockethub-runner")
         self.credentials = credentials if credentials is not None else self._store(settings)
         self.platform = factory(settings, descriptor, self)
         self.handlers = dict(self.platform.handlers())
@@ -280,6 +290,9 @@ class Runner:
             await self.codec.close()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
+        if self.tracing is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.tracing.shutdown)  # flushes the queued spans
         self.log.info("runner.stopped", answered=self.answered)
 
     @staticmethod
@@ -634,7 +647,29 @@ class Runner:
 
     async def _invoke(self, work: Work, attempt: int) -> tuple[list[Outgoing], str]:
         """Run the handler: (records to send, outcome label)."""
+        tracing = self.tracing
+        if tracing is None:
+            return await self._run_handler(work, work.request, attempt)
         request = work.request
+        span = tracing.start("sockethub.runner.handle", request.traceparent, {
+            "sockethub.platform": self.platform_id, "sockethub.verb": request.verb,
+            "sockethub.activity_id": request.activity_id, "sockethub.attempt": attempt,
+        })  # fmt: skip
+        # The answers carry the handle span's context: the gateway's ack is its child.
+        work.traceparent = tracing.traceparent(span)
+        try:
+            records, outcome = await self._run_handler(
+                work, dataclasses.replace(request, traceparent=work.traceparent), attempt
+            )
+        except BaseException as exc:
+            tracing.end(span, exc)
+            raise
+        tracing.end(span, outcome if outcome in ("error", "timeout") else None, outcome=outcome)
+        return records, outcome
+
+    async def _run_handler(
+        self, work: Work, request: Request, attempt: int
+    ) -> tuple[list[Outgoing], str]:
         handler = self.handlers.get(request.verb)
         if handler is None:
             error = f"Error: {request.verb} is not supported by the {self.platform_id} platform"
@@ -675,7 +710,25 @@ class Runner:
         self._requests(outcome).inc()
         counted = work.request.kind is RequestKind.ACTIVITY and outcome != "skipped"
         activity_id = work.request.activity_id if counted else None
-        self._committer.add(Completion(work.tp, work.offset, records, activity_id))
+        completion = Completion(work.tp, work.offset, records, activity_id)
+        if self.tracing is not None and work.traceparent is not None:
+            completion.committed = self._reply_span(self.tracing, work, len(records))
+        self._committer.add(completion)
+
+    def _reply_span(
+        self, tracing: Tracing, work: Work, records: int
+    ) -> Callable[[BaseException | None], None]:
+        """The reply span: from the answer's completion to its commit (the transaction
+        that makes it readable to the gateway)."""
+        span = tracing.start("sockethub.runner.reply", work.traceparent, {
+            "sockethub.platform": self.platform_id,
+            "sockethub.activity_id": work.request.activity_id, "sockethub.records": records,
+        })  # fmt: skip
+
+        def committed(error: BaseException | None) -> None:
+            tracing.end(span, error)
+
+        return committed
 
     def _requests(self, outcome: str) -> Any:
         """The REQUESTS counter child for an outcome (``labels()`` is not free per request)."""
