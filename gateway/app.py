@@ -1,8 +1,10 @@
 """The gateway's ASGI applications: the public one (Socket.IO, the landing or demo page and
-the client bundles) and the internal one (``/healthz``, ``/readyz``, ``/metrics``)."""
+the client bundles) and the internal one (``/healthz``, ``/readyz``, ``/metrics``, and
+``/admin`` when ``SOCKETHUB_ADMIN_TOKEN`` is set)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from gateway.address_cap import AddressCap
+from gateway.admin import AdminPage, DeadLetterSource
 from gateway.demo import bundle_routes
 from gateway.demo import routes as demo_routes
 from gateway.health import Readiness
@@ -30,6 +33,7 @@ from sockethub.runtime.credentials import CredentialStore
 from sockethub.runtime.heap import freeze_startup_heap
 from sockethub.runtime.liveness import GatewayHeartbeat
 from sockethub.runtime.redis_client import redis_client
+from sockethub.runtime.tracing import tracing_from_env
 
 log = structlog.get_logger("gateway")
 
@@ -60,8 +64,13 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     return create_apps(settings).public
 
 
-def create_apps(settings: GatewaySettings) -> GatewayApps:
-    """Both applications, sharing one set of clients, metrics and readiness."""
+def create_apps(
+    settings: GatewaySettings, *, dead_letters: DeadLetterSource | None = None
+) -> GatewayApps:
+    """Both applications, sharing one set of clients, metrics and readiness.
+
+    ``dead_letters`` feeds the admin page's dead-letter section (``sockethub gateway``
+    passes ``sockethub dlq``'s; the gateway itself cannot import the CLI layer)."""
     metrics = GatewayMetrics(settings.gateway_id)
     registry = PlatformRegistry(settings.platform_ids(), dummy_faults=settings.dummy_faults)
     redis = redis_client(settings.redis_url)
@@ -91,13 +100,22 @@ def create_apps(settings: GatewaySettings) -> GatewayApps:
         prefix=settings.topic_prefix,
         gateway_id=settings.gateway_id,
     )
-    handlers = ProtocolHandlers(sio, settings, registry, bridge, store, metrics, cap)
+    tracing = tracing_from_env("sockethub-gateway")
+    handlers = ProtocolHandlers(sio, settings, registry, bridge, store, metrics, cap, tracing)
+    admin = None
+    if settings.admin_token is not None and settings.admin_token.get_secret_value():
+        admin = AdminPage(
+            settings, settings.admin_token.get_secret_value(), metrics=metrics, redis=redis,
+            platforms=list(registry.ids()), reply_route=bridge.reply_topic,
+            session_count=handlers.sessions.__len__, dead_letters=dead_letters,
+        )  # fmt: skip
 
     async def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
     async def readyz(request: Request) -> JSONResponse:
         status = await readiness.check()
+        metrics.ready.set(1 if status["ready"] else 0)
         return JSONResponse(status, status_code=200 if status["ready"] else 503)
 
     async def metrics_route(request: Request) -> Response:
@@ -117,6 +135,7 @@ def create_apps(settings: GatewaySettings) -> GatewayApps:
             bridge.reply_topic,
             interval=settings.heartbeat_interval,
             ttl=settings.heartbeat_ttl,
+            sessions=handlers.sessions.__len__,
         )
         await heartbeat.start()
         await cap.start()
@@ -136,7 +155,11 @@ def create_apps(settings: GatewaySettings) -> GatewayApps:
             await cap.close()
             await bridge.stop()
             await readiness.close()
+            if admin is not None:
+                await admin.close()
             await redis.aclose()
+            if tracing is not None:
+                await asyncio.to_thread(tracing.shutdown)  # flushes the queued spans
             log.info("gateway_stopped", gateway_id=settings.gateway_id)
 
     # /healthz stays public too: a load balancer's check needs nothing internal.
@@ -157,6 +180,7 @@ def create_apps(settings: GatewaySettings) -> GatewayApps:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_route),
+            *(admin.routes() if admin is not None else []),
         ]
     )
     return GatewayApps(public=public, internal=internal)

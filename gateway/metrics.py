@@ -37,6 +37,12 @@ class GatewayMetrics:
         )
         self._sessions = self.sessions.labels(gateway=gateway_id)
         self._sessions.set(0)
+        self.ready = Gauge(
+            "sockethub_gateway_ready",
+            "1 when this gateway's last readiness check (/readyz) passed, else 0; a not-ready "
+            "gateway is still scraped through the internal Service (publishNotReadyAddresses)",
+            registry=self.registry,
+        )
         self.activities = Counter(
             "sockethub_gateway_activities",
             "Activities through the gateway; direction in (from clients) or out (to clients)",

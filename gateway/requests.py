@@ -16,9 +16,10 @@ and frees its session's in-flight slot and bytes, so a request gets exactly one 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -27,6 +28,9 @@ from gateway.metrics import GatewayMetrics
 from gateway.sessions import Session
 from gateway.shaping import Dialect, JSONDict, error_ack, result_ack
 from schemas.envelopes import Request, Result
+
+if TYPE_CHECKING:
+    from sockethub.runtime.otel import Tracing
 
 log = structlog.get_logger("gateway.requests")
 
@@ -62,10 +66,18 @@ class RequestTracker:
     background tasks (answers decided in timer and delivery callbacks, session
     clean-ups), which shutdown waits for."""
 
-    def __init__(self, bridge: Bridge, metrics: GatewayMetrics, timeout: float) -> None:
+    def __init__(
+        self,
+        bridge: Bridge,
+        metrics: GatewayMetrics,
+        timeout: float,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.bridge = bridge
         self.metrics = metrics
         self.timeout = timeout
+        self.tracing = tracing
+        """Spans when OpenTelemetry is on; None (the default) costs one test per request."""
         self._background: set[asyncio.Task[None]] = set()
 
     async def submit(
@@ -84,26 +96,88 @@ class RequestTracker:
         The caller's in-flight slot of ``session``, and the ``size`` bytes it counted in
         flight, pass to the request, which frees them when it is claimed.
         """
+        if self.tracing is not None:
+            return await self._submit_traced(
+                self.tracing, session, request, key, payload, dialect, reply, size
+            )
         pending = PendingRequest(self, session, request, payload, dialect, reply, size)
+        return await self._produce(pending, key)
+
+    async def _produce(self, pending: PendingRequest, key: str) -> JSONDict | None:
+        request = pending.request
         try:
             await self.bridge.submit(pending, key)
         except DeliveryError:
             if not pending.claim():  # answered while the produce was under way
                 return None
             self.metrics.activity(request.platform, "in", "error")
-            return error_ack(payload, NOT_QUEUED, dialect)
+            return error_ack(pending.payload, NOT_QUEUED, pending.dialect)
         except BaseException:
             pending.claim()
             raise
         self.metrics.activity(request.platform, "in", "accepted")
         return None
 
-    async def finish(self, pending: PendingRequest, outcome: str, answer: JSONDict) -> None:
-        """Count and send the answer of a claimed request."""
+    async def _submit_traced(
+        self,
+        tracing: Tracing,
+        session: Session,
+        request: Request,
+        key: str,
+        payload: object,
+        dialect: Dialect,
+        reply: Reply | None,
+        size: int,
+    ) -> JSONDict | None:
+        """:meth:`submit` inside an accept span and a produce span; the record carries the
+        produce span's context, so the runner's spans are its children."""
+        attributes: dict[str, str | int | float | bool] = {
+            "sockethub.platform": request.platform, "sockethub.verb": request.verb,
+            "sockethub.activity_id": request.activity_id, "sockethub.session_id": session.sid,
+        }  # fmt: skip
+        accept = tracing.start("sockethub.gateway.accept", request.traceparent, attributes)
+        produce = tracing.start("sockethub.gateway.produce", tracing.traceparent(accept),
+                                attributes)  # fmt: skip
+        request = dataclasses.replace(request, traceparent=tracing.traceparent(produce))
+        pending = PendingRequest(self, session, request, payload, dialect, reply, size)
+        refused: JSONDict | None = None
+        try:
+            refused = await self._produce(pending, key)
+        except BaseException as exc:
+            tracing.end(produce, exc)
+            tracing.end(accept, exc)
+            raise
+        error = "not queued" if refused is not None else None
+        tracing.end(produce, error)
+        tracing.end(accept, error)
+        return refused
+
+    async def finish(
+        self,
+        pending: PendingRequest,
+        outcome: str,
+        answer: JSONDict,
+        traceparent: str | None = None,
+    ) -> None:
+        """Count and send the answer of a claimed request. ``traceparent``: the result's
+        (the runner's handle span), else the request's own, is the ack span's parent."""
         platform = pending.request.platform
         self.metrics.activity(platform, "out", outcome)
         self.metrics.observe_request(platform, time.monotonic() - pending.started)
-        await send_answer(pending.reply, answer)
+        if self.tracing is None:
+            await send_answer(pending.reply, answer)
+            return
+        ack = self.tracing.start(
+            "sockethub.gateway.ack", traceparent or pending.request.traceparent,
+            {"sockethub.platform": platform, "sockethub.outcome": outcome,
+             "sockethub.activity_id": pending.request.activity_id},
+        )  # fmt: skip
+        try:
+            await send_answer(pending.reply, answer)
+        except BaseException as exc:
+            self.tracing.end(ack, exc)
+            raise
+        self.tracing.end(ack, outcome if outcome in ("error", "timeout") else None)
 
     def finish_soon(self, pending: PendingRequest, outcome: str, answer: JSONDict) -> None:
         """:meth:`finish` from a callback that cannot await."""
@@ -179,7 +253,7 @@ class PendingRequest:
         if result.error is not None and "error" not in activity:
             activity = {**activity, "error": result.error}
         answer = result_ack(activity, self.request.platform, self.dialect, original=self.payload)
-        await self._tracker.finish(self, outcome, answer)
+        await self._tracker.finish(self, outcome, answer, result.traceparent)
 
     def delivery_done(self, delivery: asyncio.Future[object]) -> None:
         """The record's delivery has settled; a failure answers the request now."""

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
+from gateway.admin import DeadLetterSource
 from gateway.app import create_app, create_apps
 from gateway.settings import GatewaySettings
 from gateway.transport.uvicorn_protocol import LeanWebSocketProtocol
@@ -71,10 +72,14 @@ def bind_internal(settings: GatewaySettings) -> socket.socket:
     return sock
 
 
-async def serve_both(settings: GatewaySettings, internal_socket: socket.socket) -> None:
+async def serve_both(
+    settings: GatewaySettings,
+    internal_socket: socket.socket,
+    dead_letters: DeadLetterSource | None = None,
+) -> None:
     """The public server owns the signals and the lifespan; the internal one answers
     probes until the public one has finished its shutdown."""
-    apps = create_apps(settings)
+    apps = create_apps(settings, dead_letters=dead_letters)
     public = uvicorn.Server(uvicorn_config(settings, apps.public))
     internal = InternalServer(internal_config(settings, apps.internal))
     internal_task = asyncio.create_task(internal.serve(sockets=[internal_socket]))
@@ -85,7 +90,7 @@ async def serve_both(settings: GatewaySettings, internal_socket: socket.socket) 
         await internal_task
 
 
-def serve(settings: GatewaySettings) -> None:
+def serve(settings: GatewaySettings, dead_letters: DeadLetterSource | None = None) -> None:
     configure_logging(settings, process="gateway")
     try:
         internal_socket = bind_internal(settings)
@@ -98,6 +103,6 @@ def serve(settings: GatewaySettings) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        asyncio.run(serve_both(settings, internal_socket))
+        asyncio.run(serve_both(settings, internal_socket, dead_letters))
         return
-    uvloop.run(serve_both(settings, internal_socket))
+    uvloop.run(serve_both(settings, internal_socket, dead_letters))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from gateway.client_address import ForwardedHeader, parse_networks
 from gateway.validation import MAX_DEPTH
@@ -29,6 +29,11 @@ class GatewaySettings(CommonSettings):
         le=65535,
         description="Port of the internal listener (/healthz, /readyz, /metrics); "
         "default: the public port + 1",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Turns on the admin page at /admin on the internal listener: the bearer "
+        "token it requires (or its sign-in form takes). Unset, there is no admin page",
     )
     demo: bool = Field(
         False,

@@ -7,7 +7,7 @@ handler's return value); platform events go out as ``message`` events.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -35,6 +35,9 @@ from schemas.envelopes import PlatformEvent, Request, RequestKind
 from schemas.platform_registry import PlatformRegistry, canonical_context
 from schemas.topics import request_key
 from sockethub.runtime.credentials import CredentialStore
+
+if TYPE_CHECKING:
+    from sockethub.runtime.otel import Tracing
 
 log = structlog.get_logger("gateway.socket")
 
@@ -75,6 +78,7 @@ class ProtocolHandlers:
         store: CredentialStore,
         metrics: GatewayMetrics,
         cap: AddressCap | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._sio = sio
         self._no_ack: object = sio.not_handled
@@ -85,7 +89,7 @@ class ProtocolHandlers:
         self._store = store
         self._metrics = metrics
         self.sessions = Sessions()
-        self._requests = RequestTracker(bridge, metrics, settings.request_timeout)
+        self._requests = RequestTracker(bridge, metrics, settings.request_timeout, tracing)
         self._limiter = RateLimiter(
             settings.rate_limit, settings.rate_block_seconds, on_block=self._share_block
         )

@@ -43,6 +43,22 @@ class Completion:
     records: list[Outgoing]
     activity_id: str | None = None
     """Set when the request was counted in Redis: marked done once committed."""
+    committed: Callable[[BaseException | None], None] | None = None
+    """Told how its commit ended (None: committed), when tracing."""
+
+
+class RevokedError(RuntimeError):
+    """A completion's partition was revoked before its commit (its reply is not sent)."""
+
+
+def _tell(
+    callbacks: list[Callable[[BaseException | None], None]], error: BaseException | None
+) -> None:
+    for callback in callbacks:
+        try:
+            callback(error)
+        except Exception as exc:  # tracing must never break a commit
+            log.debug("runner.commit.callback_failed", error=repr(exc))
 
 
 class CommitError(RuntimeError):
@@ -77,6 +93,8 @@ class Committer:
         self._on_commit = on_commit
         self._open_since: float | None = None
         """monotonic() when the transaction (or send-and-commit) in progress began."""
+        self.last_commit: float | None = None
+        """Unix time of the last successful commit (the runner's status key shows it)."""
         metrics.TRANSACTION_OPEN_SECONDS.labels(platform).set_function(self.open_seconds)
 
     def open_seconds(self) -> float:
@@ -105,10 +123,14 @@ class Committer:
             batch, self._pending = self._pending, []
             records: list[Outgoing] = []
             done_ids: list[str] = []
+            told = [item.committed for item in batch if item.committed is not None]
             for item in batch:
                 if item.tp is not None:
                     tracker = self._trackers.get(item.tp)
                     if tracker is None:
+                        if item.committed is not None:
+                            told.remove(item.committed)
+                            item.committed(RevokedError("partition revoked before the commit"))
                         continue  # partition revoked meanwhile: the new owner answers it
                     if item.offset is not None:
                         tracker.finished(item.offset)
@@ -121,6 +143,7 @@ class Committer:
                 if point is not None:
                     points[tp] = point
             if not records and not points:
+                _tell(told, None)
                 return
             offsets = {tp: OffsetAndMetadata(o, m) for tp, (o, m) in points.items()}
             self._open_since = time.monotonic()
@@ -130,11 +153,13 @@ class Committer:
                 else:
                     await self._commit_after_acks(records, offsets)
             except (CommitFailedError, IllegalStateError) as exc:
+                _tell(told, exc)
                 if self._transactional:
                     raise CommitError(f"transaction failed: {exc!r}") from exc
                 log.warning("runner.commit.failed", error=repr(exc))
                 return
             except Exception as exc:
+                _tell(told, exc)
                 raise CommitError(f"commit failed: {exc!r}") from exc
             finally:
                 self._open_since = None
@@ -142,8 +167,10 @@ class Committer:
                 tracker = self._trackers.get(tp)
                 if tracker is not None:
                     tracker.committed(point)
+            _tell(told, None)
             metrics.COMMITS.labels(self._platform).inc()
-            metrics.LAST_COMMIT.labels(self._platform).set_to_current_time()
+            self.last_commit = time.time()
+            metrics.LAST_COMMIT.labels(self._platform).set(self.last_commit)
             if self._on_commit is not None:
                 self._on_commit(len(records))
         if done_ids and not self._transactional:

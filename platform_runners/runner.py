@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -54,6 +55,11 @@ from sockethub.runtime.kafka_clients import (
 )
 from sockethub.runtime.record_age import observe_ages
 from sockethub.runtime.redis_client import redis_client
+from sockethub.runtime.runner_status import RunnerStatus, runner_group, write_status
+from sockethub.runtime.tracing import tracing_from_env
+
+if TYPE_CHECKING:
+    from sockethub.runtime.otel import Tracing
 
 log = structlog.get_logger("platform_runners.runner")
 
@@ -61,6 +67,9 @@ ISOLATION_S = 3.0
 """How long a suspect request runs alone before others may run beside it again."""
 TRANSACTION_TIMEOUT_MS = 30000
 LAG_INTERVAL_S = 10.0
+STATUS_TTL_S = 3 * LAG_INTERVAL_S
+"""A status key outlives a few missed writes, then expires with its runner."""
+STATUS_WRITE_TIMEOUT_S = 2.0
 """How often the consumer-lag gauges are refreshed (one ListOffsets request each time)."""
 RETRY_BASE_S = 0.2
 
@@ -81,6 +90,8 @@ class Work:
     offset: int
     request: Request
     started: float = field(default_factory=time.monotonic)
+    traceparent: str | None = None
+    """The handle span's context, when tracing: the reply span's parent."""
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -106,14 +117,16 @@ class Runner:
         credentials: CredentialLookup | None = None,
         attempts: Attempts | None = None,
         kafka: KafkaFactories | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         """``credentials``, ``attempts`` and ``kafka`` replace the Redis- and Kafka-backed
-        defaults (the unit tests run the runner on fakes)."""
+        defaults (the unit tests run the runner on fakes); ``tracing`` replaces the one
+        ``OTEL_EXPORTER_OTLP_ENDPOINT`` turns on."""
         self.settings = settings
         self.platform_id = descriptor.id
         self.layout = TopicLayout(settings)
         self.topic = self.layout.requests(self.platform_id)
-        self.group_id = f"{settings.topic_prefix}.runners.{self.platform_id}"
+        self.group_id = runner_group(settings.topic_prefix, self.platform_id)
         self.transactional_id = (
             f"{settings.topic_prefix}.runner.{self.platform_id}.{settings.instance}"
         )
@@ -126,6 +139,7 @@ class Runner:
             else Attempts(self.redis, settings.topic_prefix, self.platform_id)
         )
         self._kafka = kafka if kafka is not None else KafkaFactories()
+        self.tracing = tracing if tracing is not None else tracing_from_env("sockethub-runner")
         self.credentials = credentials if credentials is not None else self._store(settings)
         self.platform = factory(settings, descriptor, self)
         self.handlers = dict(self.platform.handlers())
@@ -146,6 +160,8 @@ class Runner:
         self._admin: AIOKafkaAdminClient | None = None
         self._committer: Committer | None = None
         self._track_lock = asyncio.Lock()
+        self._last_lag: dict[str, int] = {}
+        self._status_tasks: set[asyncio.Task[None]] = set()
         self.started = False
         self.joined = False
         """The group's assignment reached us at least once (possibly empty: an idle standby
@@ -257,6 +273,8 @@ class Runner:
 
     async def close(self) -> None:
         """Release everything; after :meth:`run` the offsets are already committed."""
+        if self.started:
+            await self.publish_status(state="stopped")
         if self._consumer is not None:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()
@@ -272,6 +290,9 @@ class Runner:
             await self.codec.close()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
+        if self.tracing is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.tracing.shutdown)  # flushes the queued spans
         self.log.info("runner.stopped", answered=self.answered)
 
     @staticmethod
@@ -293,12 +314,49 @@ class Runner:
 
     async def _lag_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            lags: dict[int, int] | None = None
             try:
-                await self.measure_lag()
+                lags = await self.measure_lag()
             except Exception as exc:  # a metric must never stop the runner
                 self.log.debug("runner.lag.unavailable", error=repr(exc))
+            await self.publish_status(lags=lags)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), LAG_INTERVAL_S)
+
+    def runner_status(self, state: str | None = None) -> RunnerStatus:
+        """What the admin page shows of this instance (:mod:`sockethub.runtime.runner_status`)."""
+        committer = self._committer
+        return RunnerStatus(
+            platform=self.platform_id,
+            instance=self.settings.instance,
+            state=state or ("running" if self.joined else "starting"),
+            partitions=sorted(tp.partition for tp in self.trackers),
+            last_commit=committer.last_commit if committer is not None else None,
+            transaction_open_seconds=committer.open_seconds() if committer is not None else 0.0,
+            lag=dict(self._last_lag),
+        )
+
+    async def publish_status(
+        self, *, lags: dict[int, int] | None = None, state: str | None = None
+    ) -> None:
+        """Write this instance's status key; a failure is only logged (the page shows the key
+        expire, which is what an unreachable runner looks like anyway)."""
+        if lags is not None:
+            self._last_lag = {str(p): n for p, n in sorted(lags.items())}
+        try:
+            async with asyncio.timeout(STATUS_WRITE_TIMEOUT_S):
+                await write_status(
+                    self.redis, self.settings.topic_prefix, self.runner_status(state),
+                    ttl=STATUS_TTL_S,
+                )  # fmt: skip
+        except Exception as exc:
+            self.log.debug("runner.status.unwritten", error=repr(exc))
+
+    def _status_soon(self) -> None:
+        """Report a changed assignment without holding up the rebalance callback."""
+        task = asyncio.create_task(self.publish_status(), name="runner-status")
+        self._status_tasks.add(task)
+        task.add_done_callback(self._status_tasks.discard)
 
     async def measure_lag(self) -> dict[int, int]:
         """Set ``sockethub_runner_consumer_lag`` for the owned partitions; returns it by
@@ -354,6 +412,7 @@ class Runner:
         if self.settings.ready_file is not None:
             with contextlib.suppress(OSError):
                 self.settings.ready_file.touch()
+        self._status_soon()
         try:
             await self.platform.partitions_assigned({tp.partition for tp in assigned})
         except Exception as exc:
@@ -383,6 +442,7 @@ class Runner:
         self.log.info(
             "runner.partitions.revoked", partitions=sorted(tp.partition for tp in revoked)
         )
+        self._status_soon()
         try:
             await self.platform.partitions_revoked({tp.partition for tp in revoked})
         except Exception as exc:
@@ -587,7 +647,29 @@ class Runner:
 
     async def _invoke(self, work: Work, attempt: int) -> tuple[list[Outgoing], str]:
         """Run the handler: (records to send, outcome label)."""
+        tracing = self.tracing
+        if tracing is None:
+            return await self._run_handler(work, work.request, attempt)
         request = work.request
+        span = tracing.start("sockethub.runner.handle", request.traceparent, {
+            "sockethub.platform": self.platform_id, "sockethub.verb": request.verb,
+            "sockethub.activity_id": request.activity_id, "sockethub.attempt": attempt,
+        })  # fmt: skip
+        # The answers carry the handle span's context: the gateway's ack is its child.
+        work.traceparent = tracing.traceparent(span)
+        try:
+            records, outcome = await self._run_handler(
+                work, dataclasses.replace(request, traceparent=work.traceparent), attempt
+            )
+        except BaseException as exc:
+            tracing.end(span, exc)
+            raise
+        tracing.end(span, outcome if outcome in ("error", "timeout") else None, outcome=outcome)
+        return records, outcome
+
+    async def _run_handler(
+        self, work: Work, request: Request, attempt: int
+    ) -> tuple[list[Outgoing], str]:
         handler = self.handlers.get(request.verb)
         if handler is None:
             error = f"Error: {request.verb} is not supported by the {self.platform_id} platform"
@@ -628,7 +710,25 @@ class Runner:
         self._requests(outcome).inc()
         counted = work.request.kind is RequestKind.ACTIVITY and outcome != "skipped"
         activity_id = work.request.activity_id if counted else None
-        self._committer.add(Completion(work.tp, work.offset, records, activity_id))
+        completion = Completion(work.tp, work.offset, records, activity_id)
+        if self.tracing is not None and work.traceparent is not None:
+            completion.committed = self._reply_span(self.tracing, work, len(records))
+        self._committer.add(completion)
+
+    def _reply_span(
+        self, tracing: Tracing, work: Work, records: int
+    ) -> Callable[[BaseException | None], None]:
+        """The reply span: from the answer's completion to its commit (the transaction
+        that makes it readable to the gateway)."""
+        span = tracing.start("sockethub.runner.reply", work.traceparent, {
+            "sockethub.platform": self.platform_id,
+            "sockethub.activity_id": work.request.activity_id, "sockethub.records": records,
+        })  # fmt: skip
+
+        def committed(error: BaseException | None) -> None:
+            tracing.end(span, error)
+
+        return committed
 
     def _requests(self, outcome: str) -> Any:
         """The REQUESTS counter child for an outcome (``labels()`` is not free per request)."""

@@ -196,7 +196,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         gateway_settings = settings_from_args(GatewaySettings, args)
         _start(gateway_settings, "gateway")
-        serve(gateway_settings)
+        dead_letters = None
+        if gateway_settings.admin_token is not None:
+            from sockethub.dlq import AdminDeadLetters
+
+            dead_letters = AdminDeadLetters(gateway_settings)
+        serve(gateway_settings, dead_letters)
         return 0
     if args.command == "runner":
         from platform_runners.process import run_runner

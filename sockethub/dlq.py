@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import io
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -401,6 +402,25 @@ class Dlq:
         finally:
             await consumer.stop()
             await admin.close()
+
+
+class AdminDeadLetters:
+    """The gateway admin page's dead-letter section (its ``DeadLetterSource``): summaries
+    only, no payloads, so reading needs no audit record; a re-drive is audited as from the
+    command line, under the page's operator name."""
+
+    def __init__(self, settings: CommonSettings) -> None:
+        self.settings = settings
+
+    async def recent(self) -> list[dict[str, Any]]:
+        return [letter.summary() for letter in await Dlq(self.settings, err=io.StringIO()).read()]
+
+    async def redrive(self, ids: Sequence[str], *, force: bool, operator: str) -> tuple[int, str]:
+        out = io.StringIO()
+        dlq = Dlq(self.settings, err=out)
+        dlq.operator = operator
+        status = await dlq.redrive(ids, platform=None, since=None, force=force, out=out)
+        return status, out.getvalue()
 
 
 COLUMNS = (

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 from redis.asyncio import Redis
@@ -29,22 +29,43 @@ def heartbeat_key(prefix: str, reply_route: str) -> str:
     return f"{prefix}:alive:{reply_route}"
 
 
+def sessions_key(prefix: str, reply_route: str) -> str:
+    """The gateway's count of connected sessions, written with each beat (admin page)."""
+    return f"{prefix}:sessions:{reply_route}"
+
+
 class GatewayHeartbeat:
     """The gateway's side: refresh the key until stopped. A failed refresh is only logged:
     the key lives ``ttl`` seconds, several intervals, so one slow or failed write is harmless."""
 
     def __init__(
-        self, redis: Redis, prefix: str, reply_route: str, *, interval: float, ttl: float
+        self,
+        redis: Redis,
+        prefix: str,
+        reply_route: str,
+        *,
+        interval: float,
+        ttl: float,
+        sessions: Callable[[], int] | None = None,
     ) -> None:
         self._redis = redis
         self.key = heartbeat_key(prefix, reply_route)
+        self.sessions_key = sessions_key(prefix, reply_route)
+        self._sessions = sessions
         self.incarnation = secrets.token_hex(8)
         self._interval = interval
         self._ttl_ms = max(1, int(ttl * 1000))
         self._task: asyncio.Task[None] | None = None
 
     async def beat(self) -> None:
-        await self._redis.set(self.key, self.incarnation, px=self._ttl_ms)
+        if self._sessions is None:
+            await self._redis.set(self.key, self.incarnation, px=self._ttl_ms)
+            return
+        # One round trip for both keys; the count expires with the liveness key.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.key, self.incarnation, px=self._ttl_ms)
+            pipe.set(self.sessions_key, str(self._sessions()), px=self._ttl_ms)
+            await pipe.execute()
 
     async def start(self) -> None:
         """Write the key once (a failure is logged), then keep refreshing it."""
@@ -82,3 +103,23 @@ async def read_heartbeats(
         route: (v.decode() if isinstance(v, bytes) else None if v is None else str(v))
         for route, v in zip(reply_routes, values, strict=True)
     }
+
+
+async def read_gateway_sessions(redis: Redis, prefix: str, *, limit: int = 1000) -> dict[str, int]:
+    """Connected sessions by live gateway (its reply topic), from the keys the heartbeats
+    write. SCAN, not KEYS: the session keys share the database."""
+    start = len(sessions_key(prefix, ""))
+    keys: list[bytes | str] = []
+    async for key in redis.scan_iter(match=sessions_key(prefix, "*"), count=500):
+        keys.append(key)
+        if len(keys) >= limit:
+            break
+    if not keys:
+        return {}
+    found: dict[str, int] = {}
+    for key, value in zip(keys, await redis.mget(keys), strict=True):
+        name = key.decode() if isinstance(key, bytes) else key
+        text = value.decode() if isinstance(value, bytes) else value
+        if isinstance(text, str) and text.isdigit():
+            found[name[start:]] = int(text)
+    return dict(sorted(found.items()))

@@ -450,6 +450,8 @@ class Harness:
         assert descriptor is not None
         self.descriptor = descriptor
         self.running: list[Running] = []
+        self.tracing: Any = None
+        """A :class:`sockethub.runtime.otel.Tracing` for the runners started next."""
 
     def tp(self, partition: int = 0) -> TopicPartition:
         return TopicPartition(self.kafka.topic, partition)
@@ -497,6 +499,7 @@ class Harness:
             credentials=self.credentials,
             attempts=cast(Attempts, self.attempts),
             kafka=self.kafka.factories(owns, batch),
+            tracing=self.tracing,
         )
         await runner.start()
         stop = asyncio.Event()
