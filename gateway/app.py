@@ -19,6 +19,7 @@ from gateway.address_cap import AddressCap
 from gateway.demo import bundle_routes
 from gateway.demo import routes as demo_routes
 from gateway.health import Readiness
+from gateway.http_actions import HttpActions
 from gateway.kafka_bridge import KafkaBridge
 from gateway.metrics import GatewayMetrics
 from gateway.packets import PacketLimits, SockethubPacket
@@ -92,6 +93,7 @@ def create_apps(settings: GatewaySettings) -> GatewayApps:
         gateway_id=settings.gateway_id,
     )
     handlers = ProtocolHandlers(sio, settings, registry, bridge, store, metrics, cap)
+    actions = HttpActions(settings, handlers, redis) if settings.http_actions else None
 
     async def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
@@ -131,6 +133,8 @@ def create_apps(settings: GatewaySettings) -> GatewayApps:
         try:
             yield
         finally:
+            if actions is not None:
+                await actions.close()
             await handlers.close()
             await heartbeat.stop()
             await cap.close()
@@ -144,6 +148,7 @@ def create_apps(settings: GatewaySettings) -> GatewayApps:
     http = Starlette(
         routes=[
             Route("/healthz", healthz),
+            *(actions.routes() if actions is not None else []),
             *pages,  # the demo page at "/" comes before the plain landing page
             Route("/", landing),
         ],
