@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import string
@@ -72,21 +73,27 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]+")
 NDJSON = "application/x-ndjson"
 REPLAY_POLL_S = 0.2
 """How often a retry of a running request looks for its results."""
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _ALNUM = string.ascii_letters + string.digits
 
 
 class BodyError(Exception):
     """A request refused before any of its payloads ran: its status and JSON error."""
 
-    def __init__(self, status: int, message: str, **extra: object) -> None:
+    def __init__(
+        self, status: int, message: str, headers: dict[str, str] | None = None, **extra: object
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
         self.extra = extra
 
     def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
         return JSONResponse(
-            {"error": self.message, **self.extra}, status_code=self.status, headers=headers
+            {"error": self.message, **self.extra},
+            status_code=self.status,
+            headers={**(headers or {}), **self.headers},
         )
 
 
@@ -345,9 +352,11 @@ class HttpActions:
 
     def routes(self) -> list[Route]:
         path = "/" + self._settings.http_actions_path.strip("/")
+        # Every method reaches the handlers, which refuse the others in JSON (Starlette's
+        # own 405 is plain text).
         return [
-            Route(path, self.collection),
-            Route(path + "/{request_id}", self.item),
+            Route(path, self.collection, methods=ANY_METHOD),
+            Route(path + "/{request_id}", self.item, methods=ANY_METHOD),
         ]
 
     async def close(self) -> None:
@@ -400,7 +409,7 @@ class HttpActions:
         return b"".join(chunks)
 
     def _rate_limited(self, seconds: float) -> BodyError:
-        return BodyError(429, RATE_LIMITED, retryAfter=max(int(seconds + 0.999), 1))
+        return BodyError(429, RATE_LIMITED, {"Retry-After": str(max(math.ceil(seconds), 1))})
 
     # -- routes --------------------------------------------------------------------
 
@@ -417,10 +426,6 @@ class HttpActions:
                 raise BodyError(405, METHOD_REFUSED)
             return await self._post(request, headers)
         except BodyError as err:
-            if err.status == 429:
-                headers = {**headers, "Retry-After": str(err.extra["retryAfter"])}
-            if err.status == 401:
-                headers = {**headers, "WWW-Authenticate": "Bearer"}
             return err.response(headers)
 
     async def item(self, request: Request) -> Response:
@@ -433,8 +438,6 @@ class HttpActions:
                 raise BodyError(405, METHOD_REFUSED)
             return await self._lookup(request, request.path_params["request_id"], headers)
         except BodyError as err:
-            if err.status == 401:
-                headers = {**headers, "WWW-Authenticate": "Bearer"}
             return err.response(headers)
 
     async def _lookup(
@@ -448,7 +451,7 @@ class HttpActions:
         if not allowed:
             raise self._rate_limited(left)
         if not self._authorized(request):
-            raise BodyError(401, UNAUTHORIZED)
+            raise BodyError(401, UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
         request_id = pick_request_id({}, request_id, required=True)
         assert request_id is not None
         try:
@@ -493,7 +496,7 @@ class HttpActions:
         if not allowed:
             raise self._rate_limited(left)
         if not self._authorized(request):
-            raise BodyError(401, UNAUTHORIZED)
+            raise BodyError(401, UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
         body = await self._body(request)
         batch = parse_body(
             body,
@@ -524,7 +527,7 @@ class HttpActions:
             if given is not None:
                 with contextlib.suppress(Exception):
                     await self._store.release(given)
-            raise BodyError(429, TOO_MANY_CONNECTIONS, retryAfter=1)
+            raise BodyError(429, TOO_MANY_CONNECTIONS, {"Retry-After": "1"})
         sid = f"http:{new_id()}"
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         task = asyncio.create_task(
