@@ -178,6 +178,16 @@ class GatewaySettings(CommonSettings):
             raise ValueError("set SOCKETHUB_INTERNAL_PORT: the public port is the last one")
         return self.internal_host, self.port + 1
 
+    @field_validator("http_actions_token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: object) -> object:
+        """An empty variable (compose's default) asks for no token, not for an empty one."""
+        if isinstance(value, str | SecretStr):
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if not text.strip():
+                return None
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _valid_networks(cls, value: str) -> str:
