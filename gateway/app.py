@@ -22,6 +22,7 @@ from gateway.admin import AdminPage, DeadLetterSource
 from gateway.demo import bundle_routes
 from gateway.demo import routes as demo_routes
 from gateway.health import Readiness
+from gateway.http_actions import HttpActions
 from gateway.kafka_bridge import KafkaBridge
 from gateway.metrics import GatewayMetrics
 from gateway.packets import PacketLimits, SockethubPacket
@@ -109,6 +110,7 @@ def create_apps(
             platforms=list(registry.ids()), reply_route=bridge.reply_topic,
             session_count=handlers.sessions.__len__, dead_letters=dead_letters,
         )  # fmt: skip
+    actions = HttpActions(settings, handlers, redis) if settings.http_actions else None
 
     async def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
@@ -150,6 +152,8 @@ def create_apps(
         try:
             yield
         finally:
+            if actions is not None:
+                await actions.close()
             await handlers.close()
             await heartbeat.stop()
             await cap.close()
@@ -167,6 +171,7 @@ def create_apps(
     http = Starlette(
         routes=[
             Route("/healthz", healthz),
+            *(actions.routes() if actions is not None else []),
             *pages,  # the demo page at "/" comes before the plain landing page
             Route("/", landing),
         ],

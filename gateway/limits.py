@@ -108,5 +108,20 @@ class RateLimiter:
     def forget(self, key: str) -> None:
         self._windows.pop(key, None)
 
+    def address_blocked_for(self, address: str) -> float:
+        """Seconds left of ``address``'s block (0 when none)."""
+        return max(self._address_blocks.get(address, 0.0) - self._clock(), 0.0)
+
+    def prune(self, keep: int = ADDRESS_BLOCKS_PRUNED_AT) -> None:
+        """Drop the windows that neither count nor block any more, once more than ``keep``
+        are held (windows keyed by address have no session end to forget them)."""
+        if len(self._windows) <= keep:
+            return
+        now = self._clock()
+        for key in [
+            k for k, w in self._windows.items() if w.blocked_until <= now and now - w.started >= 1.0
+        ]:
+            del self._windows[key]
+
     def __len__(self) -> int:
         return len(self._windows)

@@ -127,6 +127,44 @@ class GatewaySettings(CommonSettings):
         20, ge=0, description="Seconds a closed session's persistent state is kept for a reconnect"
     )
 
+    http_actions: bool = Field(
+        False,
+        description="Serve HTTP actions: POST a batch of activities to "
+        "SOCKETHUB_HTTP_ACTIONS_PATH and read the results as NDJSON (docs/platforms.md)",
+    )
+    http_actions_path: str = Field(
+        "/sockethub-http", description="Path of the HTTP actions (apart from the Socket.IO path)"
+    )
+    http_actions_token: SecretStr | None = Field(
+        None,
+        description="Bearer token every HTTP actions request must carry "
+        "(Authorization: Bearer ...); unset: no token is asked for",
+    )
+    http_actions_require_request_id: bool = Field(
+        True,
+        description="Refuse an HTTP actions request without a request id (the id makes a "
+        "retry safe)",
+    )
+    http_actions_max_messages: int = Field(
+        20, ge=1, le=1000, description="Activities one HTTP actions request may carry"
+    )
+    http_actions_idempotency_ttl: int = Field(
+        300,
+        ge=10,
+        description="Seconds a finished HTTP actions request's results are kept for a retry "
+        "with the same request id",
+    )
+
+    @model_validator(mode="after")
+    def _http_path_is_apart(self) -> GatewaySettings:
+        http = self.http_actions_path.rstrip("/") + "/"
+        sio = self.path.rstrip("/") + "/"
+        if not self.http_actions_path.startswith("/") or http.startswith(sio):
+            raise ValueError(
+                "SOCKETHUB_HTTP_ACTIONS_PATH must start with / and lie outside SOCKETHUB_PATH"
+            )
+        return self
+
     @model_validator(mode="after")
     def _internal_listener_is_apart(self) -> GatewaySettings:
         host, port = self.internal_address()
@@ -144,6 +182,16 @@ class GatewaySettings(CommonSettings):
         if self.port == 65535:
             raise ValueError("set SOCKETHUB_INTERNAL_PORT: the public port is the last one")
         return self.internal_host, self.port + 1
+
+    @field_validator("http_actions_token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: object) -> object:
+        """An empty variable (compose's default) asks for no token, not for an empty one."""
+        if isinstance(value, str | SecretStr):
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if not text.strip():
+                return None
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -6,6 +6,7 @@ handler's return value); platform events go out as ``message`` events.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +94,10 @@ class ProtocolHandlers:
         self._limiter = RateLimiter(
             settings.rate_limit, settings.rate_block_seconds, on_block=self._share_block
         )
+        self._http_limiter = RateLimiter(
+            settings.rate_limit, settings.rate_block_seconds, on_block=self._http_block
+        )
+        """HTTP actions count per client address (no session outlives a request)."""
         self._cap = cap or AddressCap(settings.max_connections_per_ip)
         self._client = ClientAddress(
             parse_networks(settings.trusted_proxies), settings.forwarded_header
@@ -173,7 +178,7 @@ class ProtocolHandlers:
             request.drop()
         self._requests.spawn(self._end_session(session))
 
-    async def _end_session(self, session: Session) -> None:
+    async def _end_session(self, session: Session, grace: int | None = None) -> None:
         for platform, key in sorted(session.used):
             request = Request(
                 session_id=session.sid,
@@ -193,7 +198,9 @@ class ProtocolHandlers:
                 log.warning("session_closed_not_sent", session_id=session.sid, platform=platform)
         try:
             await self._store.end_session(
-                session.sid, self._settings.session_grace, keep_platforms=self._persistent
+                session.sid,
+                self._settings.session_grace if grace is None else grace,
+                keep_platforms=self._persistent,
             )
         except Exception as exc:
             log.warning("credentials_cleanup_failed", session_id=session.sid, error=str(exc))
@@ -220,6 +227,10 @@ class ProtocolHandlers:
 
     def _share_block(self, key: str, seconds: float) -> None:
         self._requests.spawn(self._cap.share_block(key, seconds))
+
+    def _http_block(self, key: str, seconds: float) -> None:
+        self._limiter.block_address(key, seconds)  # the address's new Socket.IO sessions too
+        self._share_block(key, seconds)
 
     def _over_inflight(self, session: Session) -> bool:
         if session.inflight < self._settings.max_inflight_per_session:
@@ -402,14 +413,19 @@ class ProtocolHandlers:
             log.exception("message_failed", session_id=sid)
 
     async def _submit(
-        self, session: Session, payload: object, reply: Reply | None, size: int
+        self,
+        session: Session,
+        payload: object,
+        reply: Reply | None,
+        size: int,
+        activity_id: str | None = None,
     ) -> JSONDict | None:
         """Produce the message's request: None once it is on its way, or the answer that
         refuses it. Holds the session's in-flight slot and ``size`` in-flight bytes, which
         the request takes over."""
         async with session.lock:
             try:
-                prepared = None if session.closed else self._prepare(session, payload)
+                prepared = None if session.closed else self._prepare(session, payload, activity_id)
             except BaseException:
                 session.inflight -= 1
                 session.inflight_bytes -= size
@@ -427,7 +443,7 @@ class ProtocolHandlers:
             return refusal
 
     def _prepare(
-        self, session: Session, payload: object
+        self, session: Session, payload: object, activity_id: str | None = None
     ) -> tuple[ValidatedActivity, Request, str] | JSONDict:
         """The validated activity, its request and partition key, or the error ack."""
         try:
@@ -444,6 +460,8 @@ class ProtocolHandlers:
             activity=valid.activity,
             correlation_id=valid.correlation_id,
         )
+        if activity_id is not None:  # an HTTP action's: the same on each retry
+            request = dataclasses.replace(request, activity_id=activity_id)
         key = request_key(
             session.sid, valid.activity, persistent=valid.platform in self._persistent
         )
@@ -461,3 +479,69 @@ class ProtocolHandlers:
         await self._sio.emit(
             "message", result_ack(activity, event.platform, session.dialect), to=event.session_id
         )
+
+    # -- HTTP actions (gateway.http_actions) -------------------------------------------
+
+    async def http_admit(self, address: str, events: int = 1) -> tuple[bool, float]:
+        """Charge ``events`` to the client address's rate window: (allowed, seconds of
+        block left). A block learnt from Socket.IO sessions or other gateways holds too."""
+        key = address_key(address)
+        for _ in range(events):
+            if self._limiter.address_blocked_for(key) > 0:
+                break
+            if self._http_limiter.check(key, key) is not Verdict.ALLOW:
+                break
+        else:
+            return True, 0.0
+        self._metrics.rejected.labels(reason="rate_limit").inc()
+        left = max(
+            self._limiter.address_blocked_for(key), self._http_limiter.address_blocked_for(key)
+        )
+        return False, left
+
+    async def http_open(self, address: str) -> tuple[str, bool]:
+        """Count one HTTP actions request under the connection cap: (cap key, admitted)."""
+        key = address_key(address)
+        admission = await self._cap.acquire(key)
+        if admission.blocked_for > 0:
+            self._limiter.block_address(key, admission.blocked_for)
+            self._http_limiter.block_address(key, admission.blocked_for)
+        if not admission.allowed:
+            self._metrics.rejected.labels(reason="connection_cap").inc()
+        return key, admission.allowed
+
+    async def http_close(self, key: str, session: Session | None) -> None:
+        """The request is over: its cap count, credentials and runner state go (no grace:
+        nothing reconnects to an HTTP request)."""
+        await self._cap.release(key)
+        self._http_limiter.prune()
+        if session is not None:
+            session.closed = True
+            for request in session.requests:
+                request.drop()
+            await self._end_session(session, grace=0)
+
+    async def http_credentials(self, session: Session, payload: object) -> JSONDict:
+        """A ``credentials`` payload of an HTTP request: stored exactly as the event's."""
+        async with session.lock:
+            return await self._store_credentials(session, payload)
+
+    async def http_message(
+        self, session: Session, payload: object, reply: Reply, activity_id: str
+    ) -> None:
+        """A message of an HTTP request, produced as the ``message`` event's with the
+        request's deterministic ``activity_id``; answered through ``reply``, once."""
+        if self._over_inflight(session):
+            self._metrics.activity("unknown", "in", "limited")
+            await reply(error_ack(payload, self._inflight_error()))
+            return
+        size = frame_size(payload)
+        if self._over_inflight_bytes(session, size):
+            self._metrics.activity("unknown", "in", "limited")
+            await reply(error_ack(payload, self._inflight_bytes_error()))
+            return
+        session.inflight += 1
+        session.inflight_bytes += size
+        refusal = await self._submit(session, payload, reply, size, activity_id)
+        if refusal is not None:
+            await reply(refusal)

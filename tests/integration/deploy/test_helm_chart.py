@@ -293,7 +293,8 @@ def test_existing_secrets_are_referenced_not_rendered(full_docs: list[Manifest])
             "SOCKETHUB_LOG_KEYS": {"name": "sockethub-secrets", "key": "log-keys"},
             "SOCKETHUB_REDIS_URL": {"name": "sockethub-redis", "key": "url"},
             "SOCKETHUB_KAFKA_SASL_PASSWORD": {"name": "sockethub-kafka-user", "key": "password"},
-        }  # fmt: skip
+        } | ({"SOCKETHUB_HTTP_ACTIONS_TOKEN": {"name": "sockethub-http-token", "key": "token"}}
+             if dep["metadata"]["name"].endswith("-gateway") else {})  # fmt: skip
 
 
 @pytest.mark.parametrize("which", ["default", "full"])
@@ -670,6 +671,22 @@ def test_trusted_proxies_are_plumbed_only_when_given(
     docs = render(helm_bin, *NO_KEYS, "--set", "gateway.trustedProxies={10.0.0.0/8,fd00::/8}")
     config = one(docs, "ConfigMap", "sh-sockethub-gateway")["data"]
     assert config["SOCKETHUB_TRUSTED_PROXIES"] == "10.0.0.0/8,fd00::/8"
+
+
+def test_http_actions_are_off_unless_enabled_and_the_token_is_a_secret_ref(
+    default_docs: list[Manifest], full_docs: list[Manifest]
+) -> None:
+    config = one(default_docs, "ConfigMap", "sh-sockethub-gateway")["data"]
+    assert config["SOCKETHUB_HTTP_ACTIONS"] == "false"
+    gateway = one(default_docs, "StatefulSet", "sh-sockethub-gateway")
+    assert "SOCKETHUB_HTTP_ACTIONS_TOKEN" not in container_env(gateway)
+    config = one(full_docs, "ConfigMap", "sh-sockethub-gateway")["data"]
+    assert config["SOCKETHUB_HTTP_ACTIONS"] == "true"
+    assert config["SOCKETHUB_HTTP_ACTIONS_PATH"] == "/sockethub-http"
+    assert config["SOCKETHUB_HTTP_ACTIONS_MAX_MESSAGES"] == "10"
+    env = container_env(one(full_docs, "StatefulSet", "sh-sockethub-gateway"))
+    token = env["SOCKETHUB_HTTP_ACTIONS_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token == {"name": "sockethub-http-token", "key": "token"}
 
 
 def test_pod_monitor_for_the_runners(full_docs: list[Manifest]) -> None:
