@@ -61,6 +61,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
         async_mode="asgi",
         cors_allowed_origins=settings.origins(),
         max_http_buffer_size=settings.max_payload,
+        max_queue_bytes=settings.max_outbound_bytes,
         serializer=SockethubPacket.limited(packet_limits(settings)),
         always_connect=True,
         async_handlers=True,

@@ -69,6 +69,7 @@ class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
         self._unstarted: dict[str, int] = {}
         """Per sid: events whose task has been created and has not started yet."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._on_slow_reader: Callable[[str, int], None] | None = None
 
     def on(self, event: str, handler: Any = None, namespace: str | None = None) -> Any:
         """python-socketio's ``on``; a coroutine handler of the default namespace is wrapped
@@ -90,6 +91,11 @@ class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
     def on_direct(self, event: str, handler: DirectHandler, ready: Ready) -> None:
         """Run ``event`` of the default namespace without python-socketio's task."""
         self._direct[event] = (handler, ready)
+
+    def on_slow_reader(self, handler: Callable[[str, int], None]) -> None:
+        """``handler(sid, limit)`` runs when a session's outgoing queue overflows its limit,
+        before the session is disconnected (the engine.io adapter bounds the queue)."""
+        self._on_slow_reader = handler
 
     def _counting(self, handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def started(sid: str, *args: Any) -> Any:
