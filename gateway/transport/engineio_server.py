@@ -294,6 +294,8 @@ class LeanAsyncSocket(AsyncSocket):  # type: ignore[misc]
                 except exceptions.SocketIsClosedError:
                     server.logger.info("Receive error -- socket is closed")
                     return
+                except ValueError as exc:  # a malformed packet: the peer's fault, no traceback
+                    server.logger.info("%s: malformed packet dropped: %s", self.sid, exc)
                 except Exception:
                     server.logger.exception("Unknown receive error")
         finally:
