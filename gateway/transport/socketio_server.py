@@ -4,7 +4,10 @@ This is the only module that uses python-socketio's private API: the overrides o
 ``_handle_eio_message`` (a frame as received, whose size the budgets need) and
 ``_handle_event`` (where an event packet arrives, in the connection's reader) and
 ``_send_packet`` (in :meth:`SockethubServer.send_ack`, an acknowledgement sent after its
-handler has returned). ``tests/unit/gateway/transport/test_socketio_server.py`` checks
+handler has returned), and of ``_binary_packet`` (taken over as soon as python-socketio
+stores a binary packet, whose attachments are collected here within a byte limit) and
+``_handle_eio_disconnect``. ``tests/unit/gateway/transport/test_socketio_server.py``,
+``test_raw_packets.py`` and ``test_fuzz_frames.py`` check
 the behaviour the gateway relies on through a real server and client.
 """
 
