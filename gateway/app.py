@@ -47,6 +47,21 @@ def packet_limits(settings: GatewaySettings) -> PacketLimits:
     )
 
 
+def socketio_server(settings: GatewaySettings) -> LeanSockethubServer:
+    """The gateway's Socket.IO server, with its limits, before any handler is registered."""
+    return LeanSockethubServer(
+        async_mode="asgi",
+        cors_allowed_origins=settings.origins(),
+        max_http_buffer_size=settings.max_payload,
+        max_queue_bytes=settings.max_outbound_bytes,
+        serializer=SockethubPacket.limited(packet_limits(settings)),
+        always_connect=True,
+        async_handlers=True,
+        logger=False,
+        engineio_logger=False,
+    )
+
+
 LANDING = """<!doctype html><html><head><meta charset="utf-8"><title>Sockethub</title></head>
 <body><h1>Sockethub</h1><p>This gateway speaks the Sockethub protocol over Socket.IO at
 <code>{path}</code>.</p></body></html>"""
@@ -85,16 +100,7 @@ def create_apps(
         metrics=metrics,
     )
     readiness = Readiness(settings, redis, bridge=bridge)
-    sio = LeanSockethubServer(
-        async_mode="asgi",
-        cors_allowed_origins=settings.origins(),
-        max_http_buffer_size=settings.max_payload,
-        serializer=SockethubPacket.limited(packet_limits(settings)),
-        always_connect=True,
-        async_handlers=True,
-        logger=False,
-        engineio_logger=False,
-    )
+    sio = socketio_server(settings)
     cap = AddressCap(
         settings.max_connections_per_ip,
         redis,

@@ -74,6 +74,12 @@ class GatewayMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.slow_readers = Counter(
+            "sockethub_gateway_slow_readers",
+            "Connections closed because their outgoing queue exceeded "
+            "SOCKETHUB_MAX_OUTBOUND_BYTES (a client not reading what it is sent)",
+            registry=self.registry,
+        )
 
         self._activity_children: dict[tuple[str, str, str], Counter] = {}
         self._latency_children: dict[str, Histogram] = {}

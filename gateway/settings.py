@@ -120,6 +120,13 @@ class GatewaySettings(CommonSettings):
         ge=256,
         description="Bytes of activity-object frames one session may hold registered",
     )
+    max_outbound_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=65536,
+        description="Bytes of packets one connection may have queued for sending (each "
+        "packet counted as its length plus a small overhead); a client that reads slower "
+        "than that is disconnected",
+    )
     credentials_ttl: int = Field(
         3600, ge=60, description="Seconds credentials live in Redis without use (sliding)"
     )

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from sockethub.runtime.otel import Tracing
 
 log = structlog.get_logger("gateway.socket")
+connection_log = structlog.get_logger("gateway.connection")
 
 NOT_STORED = "Error: credentials could not be stored"
 GATEWAY_ID_ACTOR = {"type": "service"}
@@ -114,6 +115,7 @@ class ProtocolHandlers:
         sio.on("credentials", self.credentials)
         sio.on_direct("message", self.message, self.message_ready)
         sio.on("activity-object", self.activity_object)
+        sio.on_slow_reader(self.slow_reader)
         bridge.on_event(self.platform_event)
 
     # -- connection lifecycle ------------------------------------------------
@@ -208,6 +210,17 @@ class ProtocolHandlers:
     async def close(self) -> None:
         """Finish session clean-ups and answers that are under way (on shutdown)."""
         await self._requests.close()
+
+    def slow_reader(self, sid: str, limit: int) -> None:
+        """A session's outgoing queue overflowed; the transport disconnects it next."""
+        self._metrics.slow_readers.inc()
+        connection_log.warning(
+            "slow_reader",
+            session_id=sid,
+            limit=limit,
+            setting="SOCKETHUB_MAX_OUTBOUND_BYTES",
+            action="disconnected",
+        )
 
     # -- admission -----------------------------------------------------------
 

@@ -20,6 +20,9 @@ python-socketio internal), which :class:`LeanSockethubServer` points at
 - The same ``_trigger_event`` hook tells :attr:`LeanEngineIOServer.admission` of each
   engine.io session opened (the handshake, with its environ, before any Socket.IO
   CONNECT) and closed (``"disconnect"``, triggered once per socket by its ``close``).
+- ``AsyncSocket.close(wait=False, abort=True, reason=...)`` closes a socket whose bounded
+  queue overflowed, and python-socketio's ``environ`` (per engine.io sid) holds the ASGI
+  scope whose ``sockethub.abort`` extension then drops the TCP connection.
 
 ``tests/unit/gateway/transport/test_engineio_server.py`` drives it through real uvicorn and
 engine.io with real clients; docs/transport.md says what each part buys.
@@ -28,7 +31,9 @@ engine.io with real clients; docs/transport.md says what each part buys.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 import engineio
@@ -40,18 +45,67 @@ from gateway.transport.socketio_server import SockethubServer
 T = TypeVar("T")
 
 
+PACKET_OVERHEAD = 128
+"""Bytes charged to the outgoing queue per packet besides its data: the packet object and
+its queue slot, so that a flood of tiny packets is bounded too."""
+
+ABORT_EXTENSION = "sockethub.abort"
+"""ASGI scope extension (set by :class:`~gateway.transport.uvicorn_protocol.
+LeanWebSocketProtocol`): a callable that drops the websocket's TCP connection at once, with
+whatever is still unsent."""
+
+
+def packet_cost(pkt: Any) -> int:
+    """What one queued engine.io packet is charged: its data's length plus the overhead."""
+    if pkt is None:
+        return 0
+    data = getattr(pkt, "data", None)
+    return PACKET_OVERHEAD + (len(data) if isinstance(data, str | bytes) else 0)
+
+
 class PacketQueue(Generic[T]):
     """What engine.io's socket uses of ``asyncio.Queue`` (``put``, ``put_nowait``, ``get``,
-    ``get_nowait``, ``task_done``, ``join``, ``empty``, ``qsize``): unbounded, its item
-    deque and waiter lists created only while needed."""
+    ``get_nowait``, ``task_done``, ``join``, ``empty``, ``qsize``), its item deque and
+    waiter lists created only while needed.
 
-    __slots__ = ("_getters", "_items", "_joiners", "_unfinished")
+    Unbounded until :meth:`bound` gives it a limit in bytes (:func:`packet_cost`): a packet
+    that would take the queue past it empties the queue instead, calls ``on_overflow``
+    once, and from then on only None (the writer's stop) is queued, so a peer that does not
+    read can never make the queue hold more than the limit.
+    """
+
+    __slots__ = ("_bytes", "_getters", "_items", "_joiners", "_limit", "_overflow", "_unfinished")
 
     def __init__(self) -> None:
         self._items: deque[T] | None = None
         self._getters: list[asyncio.Future[None]] | None = None
         self._joiners: list[asyncio.Future[None]] | None = None
         self._unfinished = 0
+        self._bytes = 0
+        self._limit = 0
+        """0: unbounded; -1: overflowed, only None is accepted."""
+        self._overflow: Callable[[], None] | None = None
+
+    def bound(self, limit: int, on_overflow: Callable[[], None]) -> None:
+        """Hold at most ``limit`` bytes of packets; past it, ``on_overflow()``."""
+        self._limit = limit
+        self._overflow = on_overflow
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    def _overflowed(self) -> None:
+        dropped = len(self._items) if self._items else 0
+        self._items = None
+        self._bytes = 0
+        self._limit = -1
+        for _ in range(dropped):
+            self.task_done()
+        callback, self._overflow = self._overflow, None
+        self.put_nowait(None)  # type: ignore[arg-type]  # the writer, or a waiting poll, ends
+        if callback is not None:
+            callback()
 
     def qsize(self) -> int:
         return len(self._items) if self._items else 0
@@ -60,6 +114,15 @@ class PacketQueue(Generic[T]):
         return not self._items
 
     def put_nowait(self, item: T) -> None:
+        limit = self._limit
+        if limit and item is not None:
+            if limit < 0:
+                return  # overflowed: the connection is being closed, nothing more goes out
+            cost = packet_cost(item)
+            if self._bytes + cost > limit:
+                self._overflowed()
+                return
+            self._bytes += cost
         items = self._items
         if items is None:
             items = self._items = deque()
@@ -82,6 +145,8 @@ class PacketQueue(Generic[T]):
         item = items.popleft()
         if not items:
             self._items = None
+        if self._limit > 0:
+            self._bytes -= packet_cost(item)
         return item
 
     async def get(self) -> T:
@@ -232,6 +297,8 @@ class LeanAsyncSocket(AsyncSocket):  # type: ignore[misc]
                 except exceptions.SocketIsClosedError:
                     server.logger.info("Receive error -- socket is closed")
                     return
+                except ValueError as exc:  # a malformed packet: the peer's fault, no traceback
+                    server.logger.info("%s: malformed packet dropped: %s", self.sid, exc)
                 except Exception:
                     server.logger.exception("Unknown receive error")
         finally:
@@ -269,7 +336,17 @@ class HandshakeHooks(Protocol):
 
 class LeanEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
     r"""engine.io's server, whose sockets are :class:`LeanAsyncSocket`\ s queueing their
-    outgoing packets in a :class:`PacketQueue`."""
+    outgoing packets in a :class:`PacketQueue`, bounded by ``max_queue_bytes`` (0: none).
+
+    A socket whose queue overflows is closed (engine.io's ``disconnect`` is triggered, with
+    the transport-error reason) after ``on_slow_reader(sid)`` was called; ``abort_connection``
+    (sid) then drops its websocket's TCP connection, whose writer may be blocked sending to
+    a peer that does not read.
+    """
+
+    max_queue_bytes = 0
+    on_slow_reader: Callable[[str], None] | None = None
+    abort_connection: Callable[[str], None] | None = None
 
     admission: HandshakeHooks | None = None
 
@@ -286,6 +363,11 @@ class LeanEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
             socket = self.sockets.get(args[0])
             if type(socket) is AsyncSocket:
                 socket.__class__ = LeanAsyncSocket
+            if socket is not None and self.max_queue_bytes > 0:
+                # A partial, not a bound method of the socket: no reference cycle.
+                socket.queue.bound(
+                    self.max_queue_bytes, functools.partial(self._slow_reader, args[0])
+                )
             if self.admission is not None:
                 await self.admission.opened(args[0], args[1])
         elif event == "disconnect" and self.admission is not None:
@@ -295,12 +377,54 @@ class LeanEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
                 await self.admission.closed(args[0])
         return await super()._trigger_event(event, *args, **kwargs)
 
+    def _slow_reader(self, sid: str) -> None:
+        socket = self.sockets.get(sid)
+        if socket is None or socket.closed or socket.closing:
+            return
+        if self.on_slow_reader is not None:
+            self.on_slow_reader(sid)
+        task = asyncio.ensure_future(
+            socket.close(wait=False, abort=True, reason=self.reason.TRANSPORT_ERROR)
+        )
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+        if self.abort_connection is not None:
+            self.abort_connection(sid)
+
+
+_closing: set[asyncio.Task[None]] = set()
+"""Closes of slow readers' sockets under way (a task needs a reference until it is done)."""
+
 
 class LeanSockethubServer(SockethubServer):
-    """The gateway's Socket.IO server, on :class:`LeanEngineIOServer`."""
+    """The gateway's Socket.IO server, on :class:`LeanEngineIOServer`.
+
+    ``max_queue_bytes`` bounds each connection's outgoing queue (0: unbounded); a session
+    whose queue overflows is reported to the handler given to ``on_slow_reader``, then
+    disconnected.
+    """
+
+    def __init__(self, *args: Any, max_queue_bytes: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        eio: LeanEngineIOServer = self.eio
+        eio.max_queue_bytes = max_queue_bytes
+        eio.on_slow_reader = self._slow_reader
+        eio.abort_connection = self._abort_connection
 
     def _engineio_server_class(self) -> type[LeanEngineIOServer]:
         return LeanEngineIOServer
 
     def set_admission(self, hooks: HandshakeHooks) -> None:
         self.eio.admission = hooks
+
+    def _slow_reader(self, eio_sid: str) -> None:
+        sid = self.manager.sid_from_eio_sid(eio_sid, "/")
+        if self._on_slow_reader is not None:
+            self._on_slow_reader(sid or eio_sid, self.eio.max_queue_bytes)
+
+    def _abort_connection(self, eio_sid: str) -> None:
+        environ = self.environ.get(eio_sid) or {}
+        scope = environ.get("asgi.scope") or {}
+        abort = (scope.get("extensions") or {}).get(ABORT_EXTENSION)
+        if callable(abort):
+            abort()

@@ -4,7 +4,10 @@ This is the only module that uses python-socketio's private API: the overrides o
 ``_handle_eio_message`` (a frame as received, whose size the budgets need) and
 ``_handle_event`` (where an event packet arrives, in the connection's reader) and
 ``_send_packet`` (in :meth:`SockethubServer.send_ack`, an acknowledgement sent after its
-handler has returned). ``tests/unit/gateway/transport/test_socketio_server.py`` checks
+handler has returned), and of ``_binary_packet`` (taken over as soon as python-socketio
+stores a binary packet, whose attachments are collected here within a byte limit) and
+``_handle_eio_disconnect``. ``tests/unit/gateway/transport/test_socketio_server.py``,
+``test_raw_packets.py`` and ``test_fuzz_frames.py`` check
 the behaviour the gateway relies on through a real server and client.
 """
 
@@ -16,12 +19,13 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import engineio
 import socketio
 
-from gateway.packets import SockethubPacket
+from gateway.packets import Refused, SockethubPacket
 
 ACK_WANTED: ContextVar[bool] = ContextVar("ack_wanted", default=True)
 """Inside an event handler: whether the client asked for an acknowledgement."""
@@ -39,6 +43,19 @@ Ready = Callable[[str], bool]
 """True if the session's event may run in the connection's reader right now."""
 
 _NO_COUNT = frozenset({"connect", "disconnect"})
+
+MALFORMED_ATTACHMENTS = "Error: malformed binary attachments"
+
+
+@dataclass
+class _Attaching:
+    """A binary event or ack whose attachments are arriving; past the byte limit they are
+    counted, not kept."""
+
+    packet: Any
+    size: int
+    received: int = 0
+    attachments: list[Any] = field(default_factory=list)
 
 
 class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
@@ -69,6 +86,9 @@ class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
         self._unstarted: dict[str, int] = {}
         """Per sid: events whose task has been created and has not started yet."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._attaching: dict[str, _Attaching] = {}
+        """Per engine.io sid: the binary packet whose attachments are arriving."""
+        self._on_slow_reader: Callable[[str, int], None] | None = None
 
     def on(self, event: str, handler: Any = None, namespace: str | None = None) -> Any:
         """python-socketio's ``on``; a coroutine handler of the default namespace is wrapped
@@ -91,6 +111,11 @@ class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
         """Run ``event`` of the default namespace without python-socketio's task."""
         self._direct[event] = (handler, ready)
 
+    def on_slow_reader(self, handler: Callable[[str, int], None]) -> None:
+        """``handler(sid, limit)`` runs when a session's outgoing queue overflows its limit,
+        before the session is disconnected (the engine.io adapter bounds the queue)."""
+        self._on_slow_reader = handler
+
     def _counting(self, handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def started(sid: str, *args: Any) -> Any:
             self._started(sid)
@@ -104,12 +129,74 @@ class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
             self._unstarted[sid] = left
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        # Handlers' tasks start with a copy of this context, so each sees its own frame's size.
-        FRAME_SIZE.set(len(data) if isinstance(data, str | bytes) else None)
-        await super()._handle_eio_message(eio_sid, data)
+        """python-socketio's, but binary packets' attachments are collected here.
+
+        python-socketio keeps every attachment a packet announces, however many and however
+        large, and a packet whose attachments do not fit its placeholders (or that announces
+        none) stays pending for good: every later frame of the connection is refused as an
+        unexpected attachment, so no event of it is ever answered again. Here a binary
+        packet's frames together are held to ``max_http_buffer_size`` (SOCKETHUB_MAX_PAYLOAD),
+        and an event whose attachments are too large or do not fit goes to its handler
+        with a :class:`Refused` argument (an error acknowledgement) once they have all arrived.
+        """
+        size = len(data) if isinstance(data, str | bytes) else 0
+        attaching = self._attaching.get(eio_sid)
+        if attaching is None:
+            # Handlers' tasks start with a copy of this context: each sees its frame's size.
+            FRAME_SIZE.set(size if isinstance(data, str | bytes) else None)
+            await super()._handle_eio_message(eio_sid, data)
+            pkt = self._binary_packet.pop(eio_sid, None)
+            if pkt is None:
+                return
+            attaching = _Attaching(pkt, size)
+            if pkt.attachment_count > 0:
+                self._attaching[eio_sid] = attaching
+                return
+        else:
+            attaching.received += 1
+            attaching.size += size
+            if attaching.size <= self.eio.max_http_buffer_size:
+                attaching.attachments.append(data)
+            else:
+                attaching.attachments.clear()
+            if attaching.received < attaching.packet.attachment_count:
+                return
+            del self._attaching[eio_sid]
+        await self._binary_complete(eio_sid, attaching)
+
+    async def _binary_complete(self, eio_sid: str, attaching: _Attaching) -> None:
+        pkt = attaching.packet
+        FRAME_SIZE.set(attaching.size)
+        limit = self.eio.max_http_buffer_size
+        refusal = None
+        if attaching.size > limit:
+            refusal = f"Error: event larger than {limit} bytes (SOCKETHUB_MAX_PAYLOAD)"
+        else:
+            try:
+                data = pkt.reconstruct_binary(pkt.data, attaching.attachments)
+            except (LookupError, TypeError, ValueError, RecursionError):
+                refusal = MALFORMED_ATTACHMENTS
+        if pkt.packet_type == socketio.packet.BINARY_ACK:
+            if refusal is None:
+                await self._handle_ack(eio_sid, pkt.namespace, pkt.id, data)
+            return
+        if refusal is not None:
+            head = pkt.data[0] if isinstance(pkt.data, list) and pkt.data else None
+            data = [head, Refused(refusal)]
+        await self._handle_event(eio_sid, pkt.namespace, pkt.id, data)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
+        self._attaching.pop(eio_sid, None)
+        await super()._handle_eio_disconnect(eio_sid, reason)
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
         namespace = namespace or "/"
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            return  # no event name: nothing to dispatch (python-socketio would raise)
+        if data[0] in self.reserved_events:
+            # python-socketio would call the server's own "connect" or "disconnect" handler
+            # with the client's arguments: a session closed while its connection lives on.
+            return
         # python-socketio creates the handler's task in this call; the task starts
         # with a copy of this context.
         ACK_WANTED.set(id is not None)

@@ -11,6 +11,9 @@ subclasses it and relies on these internals of uvicorn and websockets:
 - ``WebSocketsSansIOProtocol.start_keepalive`` is called once, right after the 101
   response went out; ``self.request`` and ``self.response`` (the parsed handshake) are not
   read after it, nor is ``self.scope["headers"]`` once the ASGI app has accepted.
+- ``WebSocketsSansIOProtocol.handle_connect`` builds ``self.scope`` (with its
+  ``extensions`` dict) before the ASGI app starts; the ``sockethub.abort`` extension added
+  there lets the engine.io adapter drop a peer that does not read.
 - websockets' ``ServerProtocol`` keeps the handshake request referenced from its suspended
   parser, so the request's headers are emptied, not just let go.
 
@@ -117,6 +120,15 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.queue = ReceiveQueue()  # type: ignore[assignment]
         self.writable = Flag()  # type: ignore[assignment]
         self.writable.set()
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None and scope.get("type") == "websocket":
+            # What the engine.io adapter calls to drop a peer that does not read: a close
+            # frame would wait behind the unsent data, and closing the transport would wait
+            # for it to flush.
+            scope["extensions"]["sockethub.abort"] = self.transport.abort
 
     def start_keepalive(self) -> None:
         # Called once, right after the handshake's 101 response was sent: the parsed

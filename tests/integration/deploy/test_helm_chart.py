@@ -744,7 +744,7 @@ def test_topic_job_creates_every_topic_before_the_pods(
     ids = [f"sh-sockethub-gateway-{n}" for n in range(12)]
     assert container["args"] == ["topics", "--gateway-ids", ",".join(ids)]
     env = {e["name"]: e for e in container["env"]}
-    assert env["SOCKETHUB_PLATFORMS"]["value"] == "dummy,feeds,irc,metadata,xmpp"
+    assert env["SOCKETHUB_PLATFORMS"]["value"] == ",".join(sorted(PLATFORMS))
     assert env["SOCKETHUB_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
         "name": "sockethub-kafka-user", "key": "password"
     }  # fmt: skip

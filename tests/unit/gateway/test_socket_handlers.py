@@ -8,6 +8,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from gateway.address_cap import AddressCap, Admission
 from gateway.kafka_bridge import DeliveryError
 from gateway.limits import RATE_LIMITED, TOO_MANY_CONNECTIONS
@@ -58,6 +60,9 @@ class Server:
 
     def on(self, event: str, handler: Callable[..., Awaitable[Any]]) -> None:
         self.handlers[event] = handler
+
+    def on_slow_reader(self, handler: Callable[[str, int], None]) -> None:
+        self.slow_reader = handler
 
     def on_direct(self, event: str, handler: Any, ready: Callable[[str], bool]) -> None:
         self.direct = handler
@@ -478,3 +483,14 @@ async def test_platform_events_go_to_live_sessions_only() -> None:
         )
     )
     assert gw.server.emitted == [("s1", "message", {**activity, "error": "Error: x"})]
+
+
+async def test_a_slow_reader_is_logged_with_its_session_and_the_limit_and_counted() -> None:
+    gw = Gateway(max_outbound_bytes=1 << 20)
+    await gw.connect("s1")
+    with capture_logs() as logs:
+        gw.server.slow_reader("s1", 1 << 20)
+    assert [(e["event"], e["session_id"], e["limit"], e["setting"]) for e in logs] == [
+        ("slow_reader", "s1", 1 << 20, "SOCKETHUB_MAX_OUTBOUND_BYTES")
+    ]
+    assert gw.metrics.registry.get_sample_value("sockethub_gateway_slow_readers_total") == 1.0
