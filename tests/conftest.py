@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.runners",
     "tests.fixtures.gateway",
+    "tests.fixtures.radicale",
 ]
 
 # The dummy platform's fault verbs (hang, exit1, sigkill) are off by default; tests use them,

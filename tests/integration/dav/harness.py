@@ -11,7 +11,7 @@ from platform_runners.platform import Context, PlatformError, describe
 from platform_runners.settings import RunnerSettings
 from schemas.envelopes import JSONDict, Request
 from schemas.platform_registry import PlatformRegistry, canonical_context
-from tests.integration.dav.radicale import ALLOWLIST
+from tests.fixtures.radicale import ALLOWLIST
 
 P = TypeVar("P", bound=DavPlatform)
 

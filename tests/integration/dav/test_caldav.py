@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from platform_runners.caldav.platform import CaldavPlatform
-from tests.integration.dav.conftest import USERS
+from tests.fixtures.radicale import USERS, Radicale
 from tests.integration.dav.harness import Session, make_platform
-from tests.integration.dav.radicale import Radicale
 
 ACTOR = "caldav:alice"
 

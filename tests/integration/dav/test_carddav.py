@@ -6,9 +6,8 @@ import uuid
 from typing import Any
 
 from platform_runners.carddav.platform import CarddavPlatform
-from tests.integration.dav.conftest import USERS
+from tests.fixtures.radicale import USERS, Radicale
 from tests.integration.dav.harness import Session, make_platform
-from tests.integration.dav.radicale import Radicale
 
 ACTOR = "carddav:alice"
 

@@ -14,8 +14,8 @@ from platform_runners.address_guard import parse_allowlist
 from platform_runners.caldav.platform import CaldavPlatform
 from platform_runners.dav.client import Account, DavClient, DavError, split_challenges
 from platform_runners.dav.xml import CALDAV
+from tests.fixtures.radicale import ALLOWLIST, HOST
 from tests.integration.dav.harness import Session, make_platform
-from tests.integration.dav.radicale import ALLOWLIST, HOST
 from tests.integration.fetch.loopback import Server, start_server
 
 USER, PASSWORD, REALM = "carol", "digest-secret-3", "dav-test"

@@ -10,9 +10,8 @@ import pytest
 
 from schemas.platform_registry import canonical_context
 from tests.fixtures.gateway import Client, GatewayProcess
+from tests.fixtures.radicale import ALLOWLIST, USERS, Radicale
 from tests.fixtures.runners import RunnerStack, started_runners
-from tests.integration.dav.conftest import USERS
-from tests.integration.dav.radicale import ALLOWLIST, Radicale
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.timeout(300)]
 
