@@ -160,9 +160,12 @@
       for (const platform of platforms) contexts.set(platform.id, platform.contextUrl);
       $("platforms").textContent = platforms.map((p) => `${p.id} ${p.version}`).join(", ") ||
         "none";
-      for (const id of ["dummy", "feeds", "metadata", "irc", "xmpp"]) {
+      // Panel id -> the platforms behind it; a panel is usable when one of them is enabled.
+      const panels = { dummy: ["dummy"], feeds: ["feeds"], metadata: ["metadata"],
+        irc: ["irc"], xmpp: ["xmpp"], dav: ["caldav", "carddav"] };
+      for (const [id, needs] of Object.entries(panels)) {
         const section = $(id);
-        const enabled = contexts.has(id);
+        const enabled = needs.some((platform) => contexts.has(platform));
         section.classList.toggle("disabled", !enabled);
         section.inert = !enabled;
         section.querySelector(".off-note")?.remove();
@@ -443,6 +446,177 @@
     }),
     room: (v) => ({ id: v.room, type: "room", name: v.room }),
   }));
+
+  // --- CalDAV and CardDAV: credentials, then list, show and create ------------------
+
+  /**
+   * The DAV panel. One credentials form serves both platforms (the same account usually
+   * holds calendars and contacts); each part then lists its collections, queries one and
+   * creates an item. The server checks the password on the first request, not on
+   * `credentials`, so a wrong one shows up as the list's error.
+   */
+  const dav = { actor: null, parts: [] };
+  const counted = (n, one, many) => `${n} ${n === 1 ? one : many}.`;
+
+  function davPart(platform, spec) {
+    const part = $(spec.fieldset);
+    const select = part.querySelector("select.collection");
+    const result = part.querySelector(".result");
+    const list = part.querySelector(".dav-items");
+    const create = part.querySelector("form.create");
+    const base = (type) => ({ "@context": contextFor(platform), type, actor: dav.actor });
+    const target = () => ({ id: select.value, type: spec.targetType });
+
+    async function listCollections() {
+      showResult(result, `Listing ${spec.collections}…`);
+      const ack = await send("message", base("fetch"));
+      if (ack.error) {
+        showResult(result, ack.error, true);
+        return;
+      }
+      const items = Array.isArray(ack.items) ? ack.items : [];
+      select.replaceChildren(
+        ...items.map((c) => el("option", { value: String(c.id) }, c.name || c.id)),
+      );
+      showResult(result, counted(items.length, spec.collection, spec.collections));
+    }
+
+    async function showItems(quiet = false) {
+      if (!select.value) {
+        showResult(result, `List the ${spec.collections} first.`, true);
+        return;
+      }
+      if (!quiet) showResult(result, `Querying ${select.selectedOptions[0].textContent}…`);
+      const query = spec.query ? { object: spec.query } : {};
+      const ack = await send("message", { ...base("query"), target: target(), ...query });
+      if (ack.error) {
+        showResult(result, ack.error, true);
+        return;
+      }
+      const items = Array.isArray(ack.items) ? ack.items : [];
+      list.replaceChildren(...items.map((item) => {
+        if (item.error) return el("li", { class: "error" }, `${item.id}: ${item.error}`);
+        const details = [spec.detail(item), item.etag ? `ETag ${item.etag}` : null];
+        return el(
+          "li",
+          {},
+          item.name || item.uid || item.id,
+          el("span", { class: "meta" }, details.filter(Boolean).join(" · ")),
+        );
+      }));
+      if (!quiet) showResult(result, counted(items.length, spec.item, spec.items));
+    }
+
+    part.querySelector("button.list").addEventListener("click", listCollections);
+    part.querySelector("button.show").addEventListener("click", () => showItems());
+    create.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (!select.value) {
+        showResult(result, `List the ${spec.collections} first.`, true);
+        return;
+      }
+      const values = Object.fromEntries(
+        [...create.elements].filter((e) => e.name).map((e) => [e.name, e.value.trim()]),
+      );
+      let object;
+      try {
+        object = spec.object(values);
+      } catch (err) {
+        showResult(result, err.message, true);
+        return;
+      }
+      showResult(result, `Creating ${object.name}…`);
+      const ack = await send("message", { ...base("create"), target: target(), object });
+      if (ack.error) {
+        showResult(result, ack.error, true);
+        return;
+      }
+      const made = ack.object ?? {};
+      showResult(result, `Created ${object.name}: ${made.id} (ETag ${made.etag ?? "none"})`);
+      await showItems(true);
+    });
+    return { platform, part };
+  }
+
+  /** A datetime-local value as UTC with an offset, which the caldav schema requires. */
+  function utc(local, plusMinutes = 0) {
+    const time = new Date(local);
+    if (Number.isNaN(time.getTime())) throw new Error(`not a date and time: ${local}`);
+    time.setMinutes(time.getMinutes() + plusMinutes);
+    return time.toISOString().replace(/\.\d{3}Z$/, "Z");
+  }
+
+  const tomorrow = new Date(Date.now() + 86400000);
+  tomorrow.setHours(10, 0, 0, 0);
+  const pad = (n) => String(n).padStart(2, "0");
+  $("dav-event-start").value = `${tomorrow.getFullYear()}-${pad(tomorrow.getMonth() + 1)}-` +
+    `${pad(tomorrow.getDate())}T10:00`;
+
+  dav.parts.push(davPart("caldav", {
+    fieldset: "dav-calendars",
+    targetType: "calendar",
+    collection: "calendar",
+    collections: "calendars",
+    item: "event",
+    items: "events",
+    query: { type: "event" },
+    object: (v) => ({
+      type: "event",
+      name: v.name,
+      startTime: utc(v.start),
+      endTime: utc(v.start, 60),
+    }),
+    detail: (item) => (item.startTime ? `starts ${item.startTime}` : null),
+  }));
+  dav.parts.push(davPart("carddav", {
+    fieldset: "dav-contacts",
+    targetType: "addressBook",
+    collection: "address book",
+    collections: "address books",
+    item: "contact",
+    items: "contacts",
+    query: null,
+    object: (v) => ({
+      type: "person",
+      name: v.name,
+      ...(v.email ? { emails: [{ value: v.email }] } : {}),
+    }),
+    detail: (item) => item.emails?.[0]?.value ?? null,
+  }));
+
+  $("dav-login").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const state = $("dav-state");
+    const url = $("dav-url").value.trim();
+    const username = $("dav-username").value.trim();
+    let host;
+    try {
+      host = new URL(url).host;
+    } catch {
+      showResult(state, `not a URL: ${url}`, true);
+      return;
+    }
+    // The schemas allow only `id` and `type` on a DAV actor (no `name`).
+    dav.actor = { id: `${username}@${host}`, type: "person" };
+    const enabled = dav.parts.filter((p) => contexts.has(p.platform));
+    for (const { part } of dav.parts) part.disabled = true;
+    showResult(state, "Sending credentials…");
+    for (const { platform } of enabled) {
+      const ack = await send("credentials", {
+        "@context": contextFor(platform),
+        type: "credentials",
+        actor: dav.actor,
+        object: { type: "credentials", url, username, password: $("dav-password").value },
+      });
+      if (ack.error) {
+        showResult(state, `${platform}: ${ack.error}`, true);
+        return;
+      }
+    }
+    for (const { part } of enabled) part.disabled = false;
+    showResult(state, `Credentials sent as ${dav.actor.id}; the server checks them on the ` +
+      "first request.");
+  });
 
   $("log-clear").addEventListener("click", () => $("log").replaceChildren());
 })();

@@ -1,9 +1,10 @@
 """The demo page in a real browser: Debian's chromium, driven by playwright-core.
 
 The real stack runs behind it: Kafka and Redis (session fixtures), a gateway process,
-dummy and feeds runner processes, and a loopback HTTP server with a small RSS feed
-(allow-listed for the feeds runner). The page is the one the gateway serves at ``/``,
-with the bundles it serves at ``/socket.io.js`` and ``/sockethub-client.js``.
+dummy, feeds, caldav and carddav runner processes, a loopback HTTP server with a small RSS
+feed and the DAV tests' Radicale (both allow-listed for the runners). The page is the one
+the gateway serves at ``/``, with the bundles it serves at ``/socket.io.js`` and
+``/sockethub-client.js``.
 
 A missing chromium, node or playwright-core fails the test: it is never a skip.
 """
@@ -27,6 +28,7 @@ import pytest
 from platform_runners.registry import BUILTINS
 from sockethub.devstack.processes import free_port
 from tests.fixtures.gateway import REPO, GatewayFactory, http_get, wait_ready
+from tests.fixtures.radicale import USERS, Radicale
 from tests.fixtures.runners import RunnerStack, started_runners
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.timeout(600)]
@@ -36,7 +38,7 @@ FEED = HERE / "feed.xml"
 DRIVER = HERE / "drive_demo.mjs"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
-SCREENSHOT = ARTIFACTS / "demo.png"
+PLATFORMS = ("dummy", "feeds", "metadata", "irc", "xmpp", "caldav", "carddav")
 FEED_TITLES = [  # newest first, as the feeds platform lists them
     'Third post: <script>alert("not run")</script>',
     "Second post: runners behind Kafka",
@@ -93,15 +95,20 @@ def _entry_point_shim(root: Path) -> str | None:
 def demo_stack(
     kafka_bootstrap: str, redis_url: str, stack_env: dict[str, str], tmp_path: Path
 ) -> Iterator[RunnerStack]:
-    """Dummy and feeds runners on their own topic prefix, fetching from loopback allowed."""
-    env = {**stack_env, "SOCKETHUB_FETCH_ALLOWLIST": "127.0.0.1/32"}
+    """Dummy, feeds and DAV runners on their own topic prefix, loopback and plain-http DAV
+    allowed (these two settings only in this stack's runners)."""
+    env = {
+        **stack_env,
+        "SOCKETHUB_FETCH_ALLOWLIST": "127.0.0.0/8",
+        "SOCKETHUB_DAV_ALLOW_INSECURE_HTTP": "true",
+    }
     shim = _entry_point_shim(tmp_path / "shim")
     if shim is not None:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (shim, os.environ.get("PYTHONPATH")) if p)
     stack = RunnerStack(
         kafka_bootstrap, redis_url, f"demo{uuid.uuid4().hex[:8]}", tmp_path / "logs", env
     )
-    with started_runners(stack, "dummy", "feeds", timeout=180):
+    with started_runners(stack, "dummy", "feeds", "caldav", "carddav", timeout=240):
         yield stack
 
 
@@ -118,7 +125,11 @@ def _browser_tooling() -> list[str]:
 
 
 def test_demo_page_in_chromium(
-    gateway_factory: GatewayFactory, demo_stack: RunnerStack, feed_url: str
+    gateway_factory: GatewayFactory,
+    demo_stack: RunnerStack,
+    feed_url: str,
+    radicale: Radicale,
+    tmp_path: Path,
 ) -> None:
     missing = _browser_tooling()
     assert not missing, "the browser test needs: " + "; ".join(missing)
@@ -139,10 +150,25 @@ def test_demo_page_in_chromium(
     status, body = http_get(f"{gateway.url}/socket.io.js")
     assert status == 200, f"/socket.io.js answered {status}: {body[:200]!r}"
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    SCREENSHOT.unlink(missing_ok=True)
+    name = uuid.uuid4().hex[:8]
+    calendar = f"Demo calendar {name}"
+    book = f"Demo contacts {name}"
+    radicale.mkcalendar("alice", f"/alice/cal-{name}/", calendar, ("VEVENT",))
+    radicale.mkaddressbook("alice", f"/alice/book-{name}/", book)
+    dav = {
+        "url": radicale.url,
+        "username": "alice",
+        "password": USERS["alice"],
+        "wrongPassword": "not-" + USERS["alice"],
+        "calendar": calendar,
+        "book": book,
+        # Markup in a name must come back as text, never as elements.
+        "event": f"Launch {name} <img src=x onerror=alert(1)>",
+        "contact": f"Carol {name} <b>bold</b>",
+    }
+    screenshot = tmp_path / "demo.png"
     run = subprocess.run(
-        ["node", str(DRIVER), f"{origin}/", feed_url, str(SCREENSHOT)],
+        ["node", str(DRIVER), f"{origin}/", feed_url, str(screenshot), json.dumps(dav)],
         cwd=HERE,
         env={**os.environ, "CHROMIUM": CHROMIUM},
         capture_output=True,
@@ -158,7 +184,7 @@ def test_demo_page_in_chromium(
 
     assert seen["problems"] == [], seen["problems"]
     assert seen["status"].startswith("Connected to 127.0.0.1:"), seen["status"]
-    assert all(p in seen["platforms"] for p in ("dummy", "feeds", "metadata", "irc", "xmpp"))
+    assert all(p in seen["platforms"] for p in PLATFORMS)
     assert seen["echo"] == "dummy answered echo: hello from headless chromium"
 
     assert seen["feedSummary"] == "Demo Test Feed: 3 items"
@@ -167,8 +193,33 @@ def test_demo_page_in_chromium(
     assert hrefs[1:] == ["http://127.0.0.1/posts/2", "http://127.0.0.1/posts/1"]
     assert hrefs[0] is None or hrefs[0].startswith("http"), "a javascript: link became a link"
 
+    got = seen["dav"]
+    # A wrong password is accepted as credentials; the server refuses it on the first use.
+    assert not got["wrongLogin"]["error"], got["wrongLogin"]
+    assert got["wrongList"] == {"text": "caldav:authentication-failed", "error": True}
+    assert not got["login"]["error"] and "alice@127.0.0.1:" in got["login"]["text"]
+    assert not got["calendars"]["error"] and got["calendars"]["text"].endswith(
+        (" calendar.", " calendars.")
+    )
+    created = got["eventCreated"]
+    assert not created["error"] and created["text"].startswith(f"Created {dav['event']}: "), created
+    assert f"/alice/cal-{name}/" in created["text"] and "(ETag " in created["text"], created
+    assert got["eventsShown"] == {"text": "1 event.", "error": False}
+    [event] = got["events"]
+    assert event["text"].startswith(dav["event"]) and "ETag " in event["text"], event
+    assert event["elements"] == 0, "an event name became markup"
+    assert not got["books"]["error"] and not got["contactCreated"]["error"], got
+    assert got["contactsShown"] == {"text": "1 contact.", "error": False}
+    [contact] = got["contacts"]
+    assert contact["text"].startswith(dav["contact"]) and "demo@example.org" in contact["text"]
+    assert contact["elements"] == 0, "a contact name became markup"
+    assert not got["passwordInLog"], "a DAV password was shown in the traffic pane"
+
     out = [t["event"] for t in seen["traffic"] if t["direction"] == "out"]
-    acks = [t for t in seen["traffic"] if t["event"] == "message ack"]
-    assert out == ["schemas", "message", "message"], seen["traffic"]
-    assert len(acks) == 2 and not any(a["failed"] for a in acks), seen["traffic"]
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert out[:3] == ["schemas", "message", "message"], seen["traffic"]
+    assert out.count("credentials") == 4, seen["traffic"]  # caldav and carddav, twice
+    failed = [t["event"] for t in seen["traffic"] if t["failed"]]
+    assert failed == ["message ack"], seen["traffic"]  # the wrong password's listing only
+    assert screenshot.stat().st_size > 10_000
+    ARTIFACTS.mkdir(exist_ok=True)  # a copy where `make test` keeps its artefacts
+    shutil.copyfile(screenshot, ARTIFACTS / "demo.png")
