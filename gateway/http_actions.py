@@ -444,14 +444,7 @@ class HttpActions:
         self, request: Request, request_id: str | None, headers: dict[str, str]
     ) -> Response:
         """``GET``: a finished request's lines, or whether it still runs."""
-        address = self._client.resolve(
-            request.client.host if request.client else "unknown", request.headers.raw
-        )
-        allowed, left = await self._handlers.http_admit(address)
-        if not allowed:
-            raise self._rate_limited(left)
-        if not self._authorized(request):
-            raise BodyError(401, UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+        await self._admit(request)
         request_id = pick_request_id({}, request_id, required=True)
         assert request_id is not None
         try:
@@ -467,6 +460,18 @@ class HttpActions:
         if status != "complete":
             raise BodyError(404, NOT_FOUND, requestId=request_id)
         return self._replay(lines, request_id, headers)
+
+    async def _admit(self, request: Request) -> str:
+        """The client's address, once its rate and token are checked (raises BodyError)."""
+        address = self._client.resolve(
+            request.client.host if request.client else "unknown", request.headers.raw
+        )
+        allowed, left = await self._handlers.http_admit(address)
+        if not allowed:
+            raise self._rate_limited(left)
+        if not self._authorized(request):
+            raise BodyError(401, UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+        return address
 
     def _replay(self, lines: list[bytes], request_id: str, headers: dict[str, str]) -> Response:
         return Response(
@@ -489,14 +494,7 @@ class HttpActions:
 
     async def _post(self, request: Request, headers: dict[str, str]) -> Response:
         settings = self._settings
-        address = self._client.resolve(
-            request.client.host if request.client else "unknown", request.headers.raw
-        )
-        allowed, left = await self._handlers.http_admit(address)
-        if not allowed:
-            raise self._rate_limited(left)
-        if not self._authorized(request):
-            raise BodyError(401, UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+        address = await self._admit(request)
         body = await self._body(request)
         batch = parse_body(
             body,

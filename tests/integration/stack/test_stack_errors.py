@@ -38,7 +38,8 @@ def test_missing_java_is_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in env.items() if k not in ("SOCKETHUB_KAFKA_BOOTSTRAP",)}
     proc = subprocess.run(
         [sys.executable, "-m", "sockethub.cli", "dev", "--state-dir", str(tmp_path / "s"),
-         "--port", str(free_port()), "--kafka-port", str(free_port()),
+         "--port", str(free_port()), "--internal-port", str(free_port()),
+         "--kafka-port", str(free_port()),
          "--kafka-controller-port", str(free_port())],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
