@@ -73,6 +73,7 @@ class GatewayApps:
     """Socket.IO at ``settings.path``, Starlette behind it; its lifespan runs the gateway."""
     internal: ASGIApp
     """Probes and metrics, for the orchestrator and Prometheus only (no lifespan)."""
+    readiness: Readiness
 
 
 def create_app(settings: GatewaySettings) -> ASGIApp:
@@ -194,4 +195,4 @@ def create_apps(
             *(admin.routes() if admin is not None else []),
         ]
     )
-    return GatewayApps(public=public, internal=internal)
+    return GatewayApps(public=public, internal=internal, readiness=readiness)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaClient
@@ -27,6 +28,10 @@ class Readiness:
         self._redis = redis
         self._bridge = bridge
         self._kafka: AIOKafkaClient | None = None
+        self.serving: Callable[[], bool] = lambda: True
+        """Whether the public listener accepts connections: set by the server, since the
+        internal listener answers while the public one is still starting (its lifespan
+        runs before it binds) or already stopping."""
 
     async def _kafka_ok(self) -> bool:
         if self._kafka is None:
@@ -51,8 +56,9 @@ class Readiness:
     async def check(self) -> dict[str, Any]:
         kafka, redis = await asyncio.gather(self._kafka_ok(), self._redis_ok())
         replies = self._bridge is None or self._bridge.ready
-        return {"ready": kafka and redis and replies, "kafka": kafka, "redis": redis,
-                "replies": replies}  # fmt: skip
+        serving = self.serving()
+        return {"ready": kafka and redis and replies and serving, "kafka": kafka,
+                "redis": redis, "replies": replies, "serving": serving}  # fmt: skip
 
     async def close(self) -> None:
         if self._kafka is not None:

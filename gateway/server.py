@@ -81,6 +81,7 @@ async def serve_both(
     probes until the public one has finished its shutdown."""
     apps = create_apps(settings, dead_letters=dead_letters)
     public = uvicorn.Server(uvicorn_config(settings, apps.public))
+    apps.readiness.serving = lambda: public.started and not public.should_exit
     internal = InternalServer(internal_config(settings, apps.internal))
     internal_task = asyncio.create_task(internal.serve(sockets=[internal_socket]))
     try:

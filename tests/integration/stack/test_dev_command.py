@@ -108,7 +108,7 @@ def dev_stack(tmp_path: Path) -> Iterator[DevStack]:
 def test_dev_serves_readyz_and_stops_without_orphans(dev_stack: DevStack) -> None:
     proc = dev_stack.start()
     body = _wait_ready(f"http://127.0.0.1:{dev_stack.internal_port}/readyz", proc)
-    assert body == {"ready": True, "kafka": True, "redis": True, "replies": True}
+    assert body == {"ready": True, "kafka": True, "redis": True, "replies": True, "serving": True}
     with urllib.request.urlopen(f"http://127.0.0.1:{dev_stack.port}/healthz", timeout=5) as resp:
         assert resp.status == 200
     # `sockethub dev` serves the demo page, which a deployment leaves off

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.app import create_apps
+from gateway.health import Readiness
 from gateway.server import bind_internal, internal_config
 from gateway.settings import GatewaySettings
 
@@ -80,3 +81,29 @@ def test_a_taken_internal_port_fails_plainly() -> None:
         settings = GatewaySettings(secret=SECRET, port=0, internal_port=port)
         with pytest.raises(OSError):
             bind_internal(settings)
+
+
+async def test_not_ready_until_the_public_listener_serves() -> None:
+    """The internal listener answers while the public one still runs its lifespan (or
+    already stops): a probe must not send clients to a port that refuses them."""
+
+    class Ready:
+        ready = True
+
+    class Redis:
+        async def ping(self) -> bool:
+            return True
+
+    readiness = Readiness(GatewaySettings(secret=SECRET), Redis(), bridge=Ready())  # type: ignore[arg-type]
+
+    async def kafka_ok() -> bool:
+        return True
+
+    readiness._kafka_ok = kafka_ok  # type: ignore[method-assign]
+    serving = False
+    readiness.serving = lambda: serving
+    assert (await readiness.check())["ready"] is False
+    serving = True
+    assert (await readiness.check()) == {
+        "ready": True, "kafka": True, "redis": True, "replies": True, "serving": True
+    }  # fmt: skip
