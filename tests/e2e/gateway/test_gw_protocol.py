@@ -134,7 +134,13 @@ async def test_http_routes(served_gateway: GatewayProcess, ws_client: Client) ->
     assert await fetch(f"{served_gateway.internal_url}/healthz") == (200, b"ok")
     status, body = await fetch(f"{served_gateway.internal_url}/readyz")
     assert status == 200
-    assert json.loads(body) == {"ready": True, "kafka": True, "redis": True, "replies": True, "serving": True}
+    assert json.loads(body) == {
+        "ready": True,
+        "kafka": True,
+        "redis": True,
+        "replies": True,
+        "serving": True,
+    }
     status, body = await fetch(f"{served_gateway.url}/")
     assert status == 200 and b"/sockethub" in body
     # the public port serves neither probes' details nor metrics
