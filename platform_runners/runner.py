@@ -217,6 +217,7 @@ class Runner:
             transactional=self.settings.transactions,
             trackers=self.trackers,
             attempts=self.attempts,
+            linger_s=self.settings.commit_gap_ms / 1000,
             # kafka_batch_above_rate 0: every fixed wait as before, at every load.
             linger_always=self.settings.kafka_batch_above_rate == 0,
             on_commit=self._counted,
