@@ -606,6 +606,11 @@ def print_curve(loads: list[dict[str, Any]]) -> None:
         )
 
 
+def label(row: dict[str, Any]) -> str:
+    """A load phase's offered rate, or its window when it is a closed loop."""
+    return str(row["offered"]) if "offered" in row else f"w={row.get('window')}"
+
+
 def print_table(report: dict[str, Any]) -> None:
     kafka = report.get("kafka_only")
     print(f"machine: {report['machine']}")
@@ -656,10 +661,7 @@ def print_table(report: dict[str, Any]) -> None:
         marked = stolen >= STOLEN_CORES_WARN
         any_stolen = any_stolen or marked
         mark = "!" if marked else " "
-        print(
-            f" {mark}{row['phase']:<11}{row.get('offered', '')!s:>8}: {cores} | {per_echo}"
-            f" | stolen {stolen}"
-        )
+        print(f" {mark}{row['phase']:<11}{label(row):>8}: {cores} | {per_echo} | stolen {stolen}")
     if any_stolen:
         print(
             f"  ! in the marked phases the hypervisor took {STOLEN_CORES_WARN} cores or more "
@@ -675,7 +677,7 @@ def print_table(report: dict[str, Any]) -> None:
     for row in report["e2e"]["load"]:
         hop = row.get("hop_ms", {})
         print(
-            f"  {row['phase']:<11}{row.get('offered', '')!s:>8}: "
+            f"  {row['phase']:<11}{label(row):>8}: "
             + " / ".join(str(hop.get(k)) for k in ("to_runner", "to_gateway", "gateway", "rest"))
         )
     floor = report["e2e"].get("floor")
