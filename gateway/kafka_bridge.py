@@ -26,6 +26,7 @@ from gateway.settings import GatewaySettings
 from schemas.codec import CodecError
 from schemas.envelopes import PlatformEvent, Record, Request, Result
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
+from sockethub.runtime.adaptive import ProducerLinger
 from sockethub.runtime.codecs import codec_from_settings
 from sockethub.runtime.kafka_clients import (
     PRODUCER_BATCH_BYTES,
@@ -87,6 +88,7 @@ class KafkaBridge:
         self._metrics = metrics
         self._codec = codec_from_settings(settings)
         self._producer: AIOKafkaProducer | None = None
+        self._linger: ProducerLinger | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._pending: dict[str, Awaiting] = {}
@@ -117,6 +119,11 @@ class KafkaBridge:
             partitioner=CachedPartitioner(),
         )
         await self._producer.start()
+        self._linger = ProducerLinger(
+            self._producer,
+            linger_ms=self._settings.produce_linger_ms,
+            batch_above_rate=self._settings.kafka_batch_above_rate,
+        )
         consumer = AIOKafkaConsumer(
             **kwargs,
             group_id=None,
@@ -174,6 +181,8 @@ class KafkaBridge:
         """
         if self._producer is None:
             raise DeliveryError("the gateway is not connected to Kafka")
+        if self._linger is not None:
+            self._linger.record()
         try:
             value, headers = self._codec.encode(record)
             future: asyncio.Future[object] = await self._producer.send(

@@ -77,6 +77,7 @@ class Committer:
         trackers: dict[TopicPartition, PartitionTracker],
         attempts: Attempts,
         linger_s: float = 0.005,
+        linger_always: bool = False,
         on_commit: Callable[[int], None] | None = None,
     ) -> None:
         self._platform = platform
@@ -87,11 +88,14 @@ class Committer:
         self._trackers = trackers
         self._attempts = attempts
         self._linger_s = linger_s
+        self._linger_always = linger_always
         self._pending: list[Completion] = []
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()
         self._on_commit = on_commit
         self._open_since: float | None = None
+        self._ended: float | None = None
+        """monotonic() when the last commit ended (successfully or not)."""
         """monotonic() when the transaction (or send-and-commit) in progress began."""
         self.last_commit: float | None = None
         """Unix time of the last successful commit (the runner's status key shows it)."""
@@ -110,11 +114,28 @@ class Committer:
         """Offsets moved without a completion (skipped records): commit them soon."""
         self._dirty.set()
 
+    def gap(self) -> float:
+        """Seconds to wait before the next commit: what is left of ``linger_s`` since
+        the last one ended.
+
+        Only back-to-back transactions wait: the coordinator is still writing the previous
+        one's markers, and a transaction begun meanwhile is refused and retried after the
+        client's retry backoff; the gap also gathers what arrives into one transaction. A
+        completion after a quiet spell is committed at once (unless ``linger_always``).
+        """
+        if self._linger_always:
+            return self._linger_s
+        if self._ended is None:
+            return 0.0
+        return max(0.0, self._linger_s - (time.monotonic() - self._ended))
+
     async def run(self) -> None:
         """Flush whenever something is pending, batching what arrives meanwhile."""
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(self._linger_s)
+            gap = self.gap()
+            if gap > 0:
+                await asyncio.sleep(gap)
             await self.flush()
 
     async def flush(self) -> None:
@@ -163,6 +184,7 @@ class Committer:
                 raise CommitError(f"commit failed: {exc!r}") from exc
             finally:
                 self._open_since = None
+                self._ended = time.monotonic()
             for tp, point in points.items():
                 tracker = self._trackers.get(tp)
                 if tracker is not None:

@@ -44,6 +44,7 @@ from schemas.codec import CodecError
 from schemas.envelopes import JSONDict, Request, RequestKind
 from schemas.platform_registry import PlatformDescriptor
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
+from sockethub.runtime.adaptive import FetchMinimum
 from sockethub.runtime.codecs import codec_from_settings
 from sockethub.runtime.credentials import CredentialStore
 from sockethub.runtime.kafka_clients import (
@@ -159,6 +160,7 @@ class Runner:
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._committer: Committer | None = None
+        self._fetch_minimum: FetchMinimum | None = None
         self._track_lock = asyncio.Lock()
         self._last_lag: dict[str, int] = {}
         self._status_tasks: set[asyncio.Task[None]] = set()
@@ -215,6 +217,9 @@ class Runner:
             transactional=self.settings.transactions,
             trackers=self.trackers,
             attempts=self.attempts,
+            linger_s=self.settings.commit_gap_ms / 1000,
+            # kafka_batch_above_rate 0: every fixed wait as before, at every load.
+            linger_always=self.settings.kafka_batch_above_rate == 0,
             on_commit=self._counted,
         )
         await self.codec.start()
@@ -223,6 +228,12 @@ class Runner:
         await self._admin.start()  # the assignment callback reads committed offsets with it
         self._consumer.subscribe([self.topic], listener=_Listener(self))
         await self._consumer.start()
+        self._fetch_minimum = FetchMinimum(
+            self._consumer,
+            min_bytes=self.settings.kafka_fetch_min_bytes,
+            batch_above_rate=self.settings.kafka_batch_above_rate,
+        )
+        self._fetch_minimum.fetched(0)  # idle until records come
         self.started = True
         self.log.info(
             "runner.started",
@@ -257,6 +268,8 @@ class Runner:
                     await self._wait_any(self.lanes.wait_below(self.settings.max_buffered), stop)
                     continue
                 batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                if self._fetch_minimum is not None:  # before the next fetch is built
+                    self._fetch_minimum.fetched(sum(len(m) for m in batch.values()))
                 now = time.time()
                 for tp, messages in batch.items():
                     observe_ages(self._queue_seconds, messages, now)

@@ -146,6 +146,16 @@ class RunnerSettings(CommonSettings):
     max_buffered: int = Field(
         1000, ge=1, description="Requests fetched but not finished before fetching pauses"
     )
+    commit_gap_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        description=(
+            "Least time between the end of one transaction (or commit) and the start of the "
+            "next: the coordinator is still writing the last one's markers, and answers "
+            "that come meanwhile join the next one. A commit after a quiet spell starts at once"
+        ),
+    )
     session_timeout_ms: int = Field(
         10000, ge=6000, description="Kafka consumer group session timeout"
     )

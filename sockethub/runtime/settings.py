@@ -200,6 +200,16 @@ class CommonSettings(EnvSettings):
             "fetches under load; 1 answers every record at once at more CPU per record"
         ),
     )
+    kafka_batch_above_rate: float = Field(
+        500.0,
+        ge=0,
+        description=(
+            "Records per second a client must see before it batches: below it the "
+            "gateway's producer sends at once (no produce_linger_ms) and a runner's fetch "
+            "returns at the first record (no kafka_fetch_min_bytes); 0 always batches, and "
+            "then a runner also lingers before every transaction, not only between them"
+        ),
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (session state only)")
     schema_registry_url: str | None = Field(
         None,

@@ -119,3 +119,41 @@ def gauge(name: str) -> float:
     value = REGISTRY.get_sample_value(name, {"platform": "stuck"})
     assert value is not None
     return value
+
+
+def quiet_committer(producer: RecordingProducer, **kwargs: Any) -> Committer:
+    return Committer(
+        platform="dummy",
+        producer=cast(AIOKafkaProducer, producer),
+        consumer=cast(AIOKafkaConsumer, None),
+        group_id="runners",
+        transactional=True,
+        trackers={REQUESTS: PartitionTracker(committed=0)},
+        attempts=cast(Attempts, None),
+        **kwargs,
+    )
+
+
+async def test_an_answer_after_a_quiet_spell_is_committed_at_once() -> None:
+    """The linger only spaces back-to-back transactions: with a linger far longer than the
+    wait allowed here, the first answer is committed without it."""
+    producer = RecordingProducer()
+    committed = asyncio.Event()
+    committer = quiet_committer(producer, linger_s=60.0, on_commit=lambda _: committed.set())
+    assert committer.gap() == 0.0
+    task = asyncio.create_task(committer.run())
+    try:
+        committer.add(Completion(None, None, [Outgoing("replies", b"k", b"answer")]))
+        async with asyncio.timeout(10):
+            await committed.wait()
+        assert producer.calls[-1] == "commit"
+        # Right after a commit, the next one waits out what is left of the linger.
+        assert 0.0 < committer.gap() <= 60.0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_linger_always_waits_before_every_commit() -> None:
+    committer = quiet_committer(RecordingProducer(), linger_s=0.25, linger_always=True)
+    assert committer.gap() == 0.25

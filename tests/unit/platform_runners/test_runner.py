@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -952,3 +953,16 @@ async def test_the_runner_is_ready_once_its_group_assignment_reached_it(harness:
     status = running.runner.status()
     assert status["ready"] is True and status["consumer"] is True
     assert status["partitions"] == sorted(status["partitions"])
+
+
+async def test_an_idle_runner_fetches_without_waiting_for_bytes(harness: Any) -> None:
+    """Below kafka_batch_above_rate the runner's fetches return at the first record; the
+    configured minimum is only for busy spells (sockethub.runtime.adaptive)."""
+    h = harness()
+    fetcher = SimpleNamespace(_fetch_min_bytes=h.settings.kafka_fetch_min_bytes)
+    running = await h.start()
+    running.consumer._fetcher = fetcher
+    h.request("a", 1)
+    await eventually(lambda: h.committed() == OffsetAndMetadata(1, ""))
+    assert fetcher._fetch_min_bytes == 1
+    assert running.runner._committer._linger_s == h.settings.commit_gap_ms / 1000
