@@ -219,6 +219,11 @@ class PersistentPlatform(Platform, Generic[C]):
             self.pool.detach(slot, session_id)
             await self.pool.save(slot)
 
+    async def session_resumed(self, session_id: str, reply_route: str) -> None:
+        for slot in self.pool.sessions_of(session_id):
+            self.pool.attach(slot, session_id, reply_route)
+            await self.pool.save(slot)
+
     # -- orphans ------------------------------------------------------------------------------
 
     async def _watch_orphans(self) -> None:
