@@ -311,12 +311,11 @@ class ProtocolHandlers:
         entry.used, entry.dialect = sorted(session.used), session.dialect
         self._requests.spawn(self._index_put(session.pid, entry))
 
-    def _acked(self, session: Session, activity_id: str) -> None:
+    async def _acked(self, session: Session, activity_id: str) -> None:
         found = parse_position(REPLY_POSITION.get())
         if self._recovery is None or session.pid is None or found is None:
             return
-        index = self._recovery.index
-        self._requests.spawn(self._quietly(index.acked(session.pid, activity_id, found[2])))
+        await self._quietly(self._recovery.index.acked(session.pid, activity_id, found[2]))
 
     @staticmethod
     async def _quietly(work: Any) -> None:
