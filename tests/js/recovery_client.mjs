@@ -1,7 +1,8 @@
 // A socket.io-client (v4, connection state recovery built in) driven over stdin/stdout:
-// each stdin line is {"emit": <activity>} or {"close": true}; each stdout line is one of
-// {"connect": {id, recovered}}, {"message": <payload>, "offset": <its offset>},
-// {"ack": <answer>}, {"disconnect": <reason>}.
+// each stdin line is {"emit": <activity>, "event": <name, default "message">, "tag": <any>}
+// or {"close": true}; each stdout line is one of {"connect": {id, recovered}},
+// {"message": <payload>, "offset": <its offset>}, {"ack": <answer>, "tag": <the emit's>},
+// {"disconnect": <reason>}.
 // Usage: node recovery_client.mjs <gateway url> [socket.io path]
 import { createInterface } from "node:readline";
 import { io } from "socket.io-client";
@@ -25,5 +26,6 @@ createInterface({ input: process.stdin }).on("line", (line) => {
     socket.close();
     process.exit(0);
   }
-  socket.emit("message", command.emit, (answer) => out({ ack: answer }));
+  const event = command.event ?? "message";
+  socket.emit(event, command.emit, (answer) => out({ ack: answer, tag: command.tag ?? null }));
 });

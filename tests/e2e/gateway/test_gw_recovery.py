@@ -4,14 +4,8 @@ socket.io-client (which implements the client side of Socket.IO v4's recovery)."
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import shutil
-import signal
 import time
 from collections import Counter
-from pathlib import Path
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -20,79 +14,11 @@ from gateway.settings import GatewaySettings
 from schemas.envelopes import Request
 from schemas.topics import TopicLayout
 from sockethub.runtime.codecs import codec_from_settings
-from tests.fixtures.gateway import GatewayFactory, GatewayProcess, dummy, wait_ready
+from tests.fixtures.gateway import GatewayFactory, dummy
+from tests.fixtures.recovery import NodeClient, kill9, replacement
 from tests.fixtures.runners import RunnerProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
-
-JS = Path(__file__).resolve().parents[2] / "js"
-WAIT = 90.0
-
-
-class NodeClient:
-    """``tests/js/recovery_client.mjs``: lines in, JSON lines out, sorted by kind."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: dict[str, asyncio.Queue[Any]] = {
-            k: asyncio.Queue() for k in ("connect", "message", "ack", "disconnect")
-        }
-        self.offsets: list[object] = []
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(cls, gateway: GatewayProcess) -> NodeClient:
-        node = shutil.which("node")
-        assert node is not None, "node is needed for this test (make provision)"
-        proc = await asyncio.create_subprocess_exec(
-            node, str(JS / "recovery_client.mjs"), gateway.url, gateway.path, cwd=JS,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        return cls(proc)
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            line = json.loads(raw)
-            kind = next(iter(line))
-            if kind == "message":
-                self.offsets.append(line["offset"])
-            await self.lines[kind].put(line[kind])
-
-    async def next(self, kind: str) -> Any:
-        return await asyncio.wait_for(self.lines[kind].get(), WAIT)
-
-    def send(self, activity: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"emit": activity}).encode() + b"\n")
-
-    def drain(self, kind: str) -> list[Any]:
-        items = []
-        while not self.lines[kind].empty():
-            items.append(self.lines[kind].get_nowait())
-        return items
-
-    async def close(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        self._reader.cancel()
-
-
-def kill9(gateway: GatewayProcess) -> None:
-    os.kill(gateway.proc.pid, signal.SIGKILL)
-    gateway.proc.wait(timeout=30)
-
-
-def replacement(
-    gateway_factory: GatewayFactory, old: GatewayProcess, **overrides: object
-) -> GatewayProcess:
-    """Another gateway (its own id and reply topic) on the killed one's port, so the client
-    reconnects to it as to the next gateway behind a balancer."""
-    new = gateway_factory(topic_prefix=old.topic_prefix, wait=False, **overrides,
-                          port=old.port)  # fmt: skip
-    wait_ready(new)
-    return new
 
 
 async def produced_ids(kafka_bootstrap: str, prefix: str, session_id: str) -> set[str]:
