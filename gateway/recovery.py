@@ -150,8 +150,9 @@ class RecoveryIndex:
         raw = await self.redis.eval(_TAKE, 1, self.key(pid), epoch or "")
         if raw is None:
             return None
+        # The acked ids stay: the session keeps its pid, and a later recovery may replay
+        # from an offset older than this one.
         ids = await self.redis.zrange(self.acked_key(pid), 0, -1)
-        await self.redis.delete(self.acked_key(pid))
         return Entry.load(raw), {i.decode() if isinstance(i, bytes) else str(i) for i in ids}
 
 

@@ -16,7 +16,10 @@ const socket = io(url, {
   reconnectionDelay: 200,
   reconnectionDelayMax: 500,
 });
-socket.on("connect", () => out({ connect: { id: socket.id, recovered: socket.recovered } }));
+socket.on("connect", () =>
+  // _pid: socket.io-client's own copy of the recovery id (the test reads the index with it).
+  out({ connect: { id: socket.id, recovered: socket.recovered, pid: socket._pid ?? null } }),
+);
 socket.on("disconnect", (reason) => out({ disconnect: reason }));
 socket.on("message", (payload, offset) => out({ message: payload, offset: offset ?? null }));
 

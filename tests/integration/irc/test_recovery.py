@@ -18,7 +18,7 @@ import pytest
 from platform_runners.irc.message import Message
 from tests.fixtures.gateway import GatewayFactory
 from tests.fixtures.persistent import LOOPBACK_ALLOWLIST
-from tests.fixtures.recovery import NodeClient, kill9, replacement
+from tests.fixtures.recovery import NodeClient, acked_ids, kill9, logged_requests, replacement
 from tests.fixtures.runners import RunnerStack, started_runners
 from tests.integration.irc.ngircd import Ngircd
 from tests.integration.irc.test_e2e import HOST, activity, nick, room
@@ -72,6 +72,8 @@ async def test_irc_sessions_resume_through_a_gateway_kill(
     irc_runner: RunnerStack,
     ngircd: Ngircd,
     prefix: str,
+    stack_env: dict[str, str],
+    redis_url: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     settings = {"recovery_window": WINDOW, "request_timeout": 90, **LIVENESS}
@@ -138,13 +140,26 @@ async def test_irc_sessions_resume_through_a_gateway_kill(
         for n, client in enumerate(clients):
             messages[n] += client.drain("message")
             acks[n] += client.drain("ack")
+        logged: list[set[str]] = []
+        lost_at_kill: list[set[str]] = []
+        for first in firsts:
+            sends = [
+                r
+                for r in await logged_requests(stack_env, prefix, "irc", first["id"])
+                if r.verb == "send"
+            ]
+            marked = await acked_ids(redis_url, prefix, first["pid"])
+            logged.append({str(r.activity["object"]["content"]) for r in sends})
+            lost_at_kill.append(
+                {str(r.activity["object"]["content"]) for r in sends if r.activity_id in marked}
+            )
     finally:
         for client in clients:
             await client.close()
         await watcher.close()
 
     acks[-1] += early
-    total_missed = answered = 0
+    total_missed = answered = at_kill = 0
     for n, name in enumerate(names):
         assert firsts[n]["recovered"] is True, firsts[n]
         got = messages[n]
@@ -160,7 +175,13 @@ async def test_irc_sessions_resume_through_a_gateway_kill(
         )
         own = [f"{name}-{k}" for k in range(IN_FLIGHT)]
         assert all(mine[t] <= 1 for t in own), mine
+        # Every send that reached the log is answered (one lost before that is not), but
+        # for an ack marked sent as the gateway died.
+        unanswered = (logged[n] & set(own)) - {t for t in own if mine[t]}
+        assert unanswered <= lost_at_kill[n], (mine, logged[n], lost_at_kill[n])
+        assert {t for t in own if mine[t]} <= logged[n]
         answered += sum(mine[t] for t in own)
+        at_kill += len(unanswered)
         total_missed += len(contents(got, "outage-"))
     # No new login: no JOIN, QUIT or NICK of theirs after the kill.
     later = seen[logins:]
@@ -171,5 +192,7 @@ async def test_irc_sessions_resume_through_a_gateway_kill(
             f"\nrecovery: {CLIENTS} clients, kill -9 to all reconnected and recovered: "
             f"{recovered_in:.1f} s; outage messages delivered {total_missed} "
             f"(= {CLIENTS} x {OUTAGE}); in-flight sends answered once {answered} of "
-            f"{CLIENTS * IN_FLIGHT}; no new IRC login"
+            f"{CLIENTS * IN_FLIGHT} ({sum(len(x) for x in logged)} reached the log, "
+            f"{at_kill} acked as the gateway died); "
+            "no new IRC login"
         )
