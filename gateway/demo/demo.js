@@ -193,7 +193,7 @@
   let connectedText = "";
   sc.socket.on("connect", () => {
     connectedText = `Connected to ${location.host}${path} (session ${sc.socket.id})`;
-    if (sc.socket.recovered) {
+    if (socket.recovered) {
       recovering = 0;
       setStatus("connected", `${connectedText}; reconnected, recovering missed events…`);
     } else {
