@@ -9,14 +9,15 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from platform_runners.irc.message import Message
-from tests.fixtures.gateway import GatewayFactory
+from tests.e2e.proxy.topology import haproxy
+from tests.fixtures.gateway import GatewayFactory, GatewayProcess, wait_ready
 from tests.fixtures.persistent import LOOPBACK_ALLOWLIST
 from tests.fixtures.recovery import NodeClient, acked_ids, kill9, logged_requests, replacement
 from tests.fixtures.runners import RunnerStack, started_runners
@@ -35,6 +36,7 @@ OUTAGE = 5
 """Channel messages the watcher sends while the gateway is down."""
 WINDOW = 60
 LIVENESS = {"heartbeat_interval": "0.5", "heartbeat_ttl": "2"}
+SETTINGS = {"recovery_window": WINDOW, "request_timeout": 90, **LIVENESS}
 
 
 @pytest.fixture
@@ -76,20 +78,64 @@ async def test_irc_sessions_resume_through_a_gateway_kill(
     redis_url: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    settings = {"recovery_window": WINDOW, "request_timeout": 90, **LIVENESS}
-    a = gateway_factory(topic_prefix=prefix, **settings)
+    """The killed gateway's replacement takes its port, as a balancer's next server would."""
+    a = gateway_factory(topic_prefix=prefix, **SETTINGS)
+
+    def replace() -> GatewayProcess:
+        return replacement(gateway_factory, a, **SETTINGS)
+
+    with capsys.disabled():
+        await _scenario(CLIENTS, a.url, a, replace, ngircd, prefix, stack_env, redis_url)
+
+
+async def test_twenty_clients_through_haproxy_resume_on_the_other_gateway(
+    gateway_factory: GatewayFactory,
+    irc_runner: RunnerStack,
+    ngircd: Ngircd,
+    prefix: str,
+    stack_env: dict[str, str],
+    redis_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two gateways behind HAProxy (round robin, websocket only): the clients of the killed
+    one reconnect through the proxy to the other, those of the other are untouched."""
+    one = gateway_factory(topic_prefix=prefix, wait=False, **SETTINGS)
+    two = gateway_factory(topic_prefix=prefix, wait=False, **SETTINGS)
+    wait_ready(one)
+    wait_ready(two)
+    with haproxy([one, two], tmp_path, sticky=False) as url, capsys.disabled():
+        await _scenario(20, url, one, lambda: two, ngircd, prefix, stack_env, redis_url)
+
+
+async def _scenario(
+    count: int,
+    url: str,
+    victim: GatewayProcess,
+    replace: Callable[[], GatewayProcess],
+    ngircd: Ngircd,
+    prefix: str,
+    stack_env: dict[str, str],
+    redis_url: str,
+) -> None:
+    """``count`` clients through ``url`` join one channel; ``victim`` is killed while their
+    sends are under way and the watcher talks; ``replace()`` gives the gateway they
+    reconnect to."""
     channel = f"#rec{uuid.uuid4().hex[:6]}"
     seen: list[Message] = []
     watcher = connection(ngircd, seen)
     await watcher.open()
     clients: list[NodeClient] = []
-    names = [nick() for _ in range(CLIENTS)]
+    names = [nick() for _ in range(count)]
     try:
         await watcher.join(channel)
+        sids = []
         for name in names:
-            client = await NodeClient.start(a)
+            client = await NodeClient.start_url(url)
             clients.append(client)
-            assert (await client.next("connect"))["recovered"] is False
+            first = await client.next("connect")
+            assert first["recovered"] is False
+            sids.append(first["id"])
             obj = {"type": "credentials", "nick": name, "server": HOST, "port": ngircd.port,
                    "secure": False}  # fmt: skip
             stored = await client.call(activity("credentials", name, object=obj), "credentials")
@@ -100,6 +146,9 @@ async def test_irc_sessions_resume_through_a_gateway_kill(
             assert "error" not in joined, joined
         await until(lambda: {m.nick for m in seen if m.command == "JOIN"} >= set(names), 60)
         logins = len(seen)
+        held = victim.log_text()
+        moved = [n for n, sid in enumerate(sids) if f'"session_id": "{sid}"' in held]
+        assert moved, "no client is on the gateway to kill"
 
         # Each client sends; the gateway dies while the answers are on their way.
         for client, name in zip(clients, names, strict=True):
@@ -107,29 +156,28 @@ async def test_irc_sessions_resume_through_a_gateway_kill(
                 text = f"{name}-{k}"
                 obj = {"type": "message", "content": text}
                 client.send(activity("send", name, target=room(channel), object=obj), tag=text)
-        early = [await clients[-1].next("ack")]  # the sends are under way: the kill now
-        kill9(a)
+        early = [await clients[moved[-1]].next("ack")]  # the sends are under way: kill now
+        kill9(victim)
         killed = time.monotonic()
         for k in range(OUTAGE):
             await watcher.say("PRIVMSG", channel, f"outage-{k}")
-        for client in clients:
-            await client.next("disconnect")
+        for n in moved:
+            await clients[n].next("disconnect")
 
-        b = replacement(gateway_factory, a, **settings)
-        firsts = [await c.next("connect") for c in clients]
+        b = replace()
+        firsts = {n: await clients[n].next("connect") for n in moved}
         recovered_in = time.monotonic() - killed
         await watcher.say("PRIVMSG", channel, "after-0")
         # Re-sent credentials, connect and join on a recovered session: harmless.
-        again = clients[0]
-        obj = {"type": "credentials", "nick": names[0], "server": HOST, "port": ngircd.port,
+        again, name = clients[moved[0]], names[moved[0]]
+        obj = {"type": "credentials", "nick": name, "server": HOST, "port": ngircd.port,
                "secure": False}  # fmt: skip
         assert "error" not in await again.call(
-            activity("credentials", names[0], object=obj), "credentials"
+            activity("credentials", name, object=obj), "credentials"
         )
         for verb, extra in (("connect", {}), ("join", {"target": room(channel)})):
-            answer = await again.call(activity(verb, names[0], **extra))
+            answer = await again.call(activity(verb, name, **extra))
             assert "error" not in answer, answer
-
         messages: list[list[Any]] = [[] for _ in clients]
         acks: list[list[Any]] = [[] for _ in clients]
         for n, client in enumerate(clients):
@@ -142,13 +190,13 @@ async def test_irc_sessions_resume_through_a_gateway_kill(
             acks[n] += client.drain("ack")
         logged: list[set[str]] = []
         lost_at_kill: list[set[str]] = []
-        for first in firsts:
+        for n, client in enumerate(clients):
             sends = [
                 r
-                for r in await logged_requests(stack_env, prefix, "irc", first["id"])
+                for r in await logged_requests(stack_env, prefix, "irc", sids[n])
                 if r.verb == "send"
             ]
-            marked = await acked_ids(redis_url, prefix, first["pid"])
+            marked = await acked_ids(redis_url, prefix, client.pid) if client.pid else set()
             logged.append({str(r.activity["object"]["content"]) for r in sends})
             lost_at_kill.append(
                 {str(r.activity["object"]["content"]) for r in sends if r.activity_id in marked}
@@ -158,10 +206,11 @@ async def test_irc_sessions_resume_through_a_gateway_kill(
             await client.close()
         await watcher.close()
 
-    acks[-1] += early
+    acks[moved[-1]] += early
     total_missed = answered = at_kill = 0
     for n, name in enumerate(names):
-        assert firsts[n]["recovered"] is True, firsts[n]
+        if n in firsts:
+            assert firsts[n]["recovered"] is True and firsts[n]["id"] == sids[n], firsts[n]
         got = messages[n]
         # Channel messages of the outage: all, in order, once (then the live one).
         assert contents(got, "outage-") == [f"outage-{k}" for k in range(OUTAGE)], name
@@ -186,13 +235,11 @@ async def test_irc_sessions_resume_through_a_gateway_kill(
     # No new login: no JOIN, QUIT or NICK of theirs after the kill.
     later = seen[logins:]
     assert not [m for m in later if m.nick in names and m.command in ("JOIN", "QUIT", "NICK")]
-    assert b.gateway_id != a.gateway_id
-    with capsys.disabled():
-        print(
-            f"\nrecovery: {CLIENTS} clients, kill -9 to all reconnected and recovered: "
-            f"{recovered_in:.1f} s; outage messages delivered {total_missed} "
-            f"(= {CLIENTS} x {OUTAGE}); in-flight sends answered once {answered} of "
-            f"{CLIENTS * IN_FLIGHT} ({sum(len(x) for x in logged)} reached the log, "
-            f"{at_kill} acked as the gateway died); "
-            "no new IRC login"
-        )
+    assert b.gateway_id != victim.gateway_id
+    print(
+        f"\nrecovery: {count} clients, {len(moved)} on the killed gateway; kill -9 to all "
+        f"of those reconnected and recovered: {recovered_in:.1f} s; outage messages "
+        f"delivered {total_missed} (= {count} x {OUTAGE}); in-flight sends answered once "
+        f"{answered} of {count * IN_FLIGHT} ({sum(len(x) for x in logged)} reached the log, "
+        f"{at_kill} acked as the gateway died); no new IRC login"
+    )
