@@ -255,7 +255,13 @@ class Recovery:
         starts: list[tuple[TopicPartition, int]] = []
         segments = entry.segments
         if since is not None:
-            mine = [i for i, (topic, _) in enumerate(segments) if topic == since[0]]
+            # Only a partition the session's segment has: anything else is not an offset
+            # this deployment sent (it would only make the read wait for a missing partition).
+            mine = [
+                i
+                for i, (topic, offsets) in enumerate(segments)
+                if topic == since[0] and since[1] in offsets
+            ]
             if mine:
                 i = mine[-1]
                 starts.append((TopicPartition(since[0], since[1]), since[2] + 1))

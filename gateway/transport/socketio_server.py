@@ -129,7 +129,9 @@ class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
             await super()._handle_connect(eio_sid, namespace, data)
             return
         sid, pid = await self._resume(data)
-        if sid is None or not self._pre_connect_as(eio_sid, sid):
+        if sid is not None and not self._pre_connect_as(eio_sid, sid):
+            sid, pid = await self._resume(None)  # that sid is open: a fresh session after all
+        if sid is None:
             sid = await self.manager.pre_connect(eio_sid, namespace)
         if sid is None:  # this engine.io connection already has the namespace
             await self._send_packet(

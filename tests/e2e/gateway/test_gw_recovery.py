@@ -9,11 +9,17 @@ from collections import Counter
 
 import pytest
 
-from tests.fixtures.gateway import GatewayFactory, dummy
+from tests.fixtures.gateway import GatewayFactory, GatewayProcess, dummy, http_get
 from tests.fixtures.recovery import NodeClient, acked_ids, kill9, logged_requests, replacement
 from tests.fixtures.runners import RunnerProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
+
+
+def metrics_of(gateway: GatewayProcess) -> str:
+    status, body = http_get(f"{gateway.internal_url}/metrics")
+    assert status == 200
+    return body.decode()
 
 
 async def test_a_session_resumes_on_another_gateway_after_kill_9(
@@ -77,6 +83,7 @@ async def test_a_session_resumes_on_another_gateway_after_kill_9(
     assert all(isinstance(o, str) and o for o in client.offsets)
     assert [a["id"] for a in acks if a["id"] == "after"] == ["after"]
     assert b.gateway_id != a.gateway_id
+    assert 'sockethub_sessions_recovered_total{outcome="recovered"} 1.0' in metrics_of(b)
 
 
 async def test_a_reconnect_after_the_window_gets_a_fresh_session(
@@ -95,7 +102,7 @@ async def test_a_reconnect_after_the_window_gets_a_fresh_session(
         await client.next("disconnect")
         # The entry outlives the last refresh by window + window // 4 at most.
         await asyncio.sleep(window * 2 + 3)
-        replacement(gateway_factory, a, recovery_window=window)
+        b = replacement(gateway_factory, a, recovery_window=window)
         again = await client.next("connect")
         assert again["recovered"] is False
         assert again["id"] != first["id"]
@@ -103,5 +110,6 @@ async def test_a_reconnect_after_the_window_gets_a_fresh_session(
         ack = await client.next("ack")
         assert ack["id"] == "fresh" and "error" not in ack
         assert client.drain("message") == []
+        assert 'sockethub_sessions_recovered_total{outcome="expired"} 1.0' in metrics_of(b)
     finally:
         await client.close()
