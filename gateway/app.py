@@ -26,6 +26,7 @@ from gateway.http_actions import HttpActions
 from gateway.kafka_bridge import KafkaBridge
 from gateway.metrics import GatewayMetrics
 from gateway.packets import PacketLimits, SockethubPacket
+from gateway.recovery import Recovery, RecoveryIndex
 from gateway.settings import GatewaySettings
 from gateway.socket_handlers import ProtocolHandlers
 from gateway.transport.engineio_server import LeanSockethubServer
@@ -109,7 +110,13 @@ def create_apps(
         gateway_id=settings.gateway_id,
     )
     tracing = tracing_from_env("sockethub-gateway")
-    handlers = ProtocolHandlers(sio, settings, registry, bridge, store, metrics, cap, tracing)
+    recovery = None
+    if settings.recovery_window > 0:
+        index = RecoveryIndex(redis, settings.topic_prefix, settings.recovery_window)
+        recovery = Recovery(settings, bridge, index)
+    handlers = ProtocolHandlers(
+        sio, settings, registry, bridge, store, metrics, cap, tracing, recovery=recovery
+    )
     admin = None
     if settings.admin_token is not None and settings.admin_token.get_secret_value():
         admin = AdminPage(

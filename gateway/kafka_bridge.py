@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Protocol
 
 import structlog
@@ -43,6 +44,24 @@ STOP_TIMEOUT = 10.0
 log = structlog.get_logger("gateway.kafka")
 
 EventHandler = Callable[[PlatformEvent], Awaitable[None]]
+
+REPLY_POSITION: ContextVar[str | None] = ContextVar("reply_position", default=None)
+"""While a reply record is dispatched: its position in the log, ``topic|partition|offset``
+(the offset a recovering client names, :mod:`gateway.recovery`)."""
+
+
+def position(topic: str, partition: int, offset: int) -> str:
+    return f"{topic}|{partition}|{offset}"
+
+
+def parse_position(text: object) -> tuple[str, int, int] | None:
+    """``(topic, partition, offset)`` of a position a client sent back; None if malformed."""
+    if not isinstance(text, str) or len(text) > 400:
+        return None
+    parts = text.rsplit("|", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    return parts[0], int(parts[1]), int(parts[2])
 
 
 class Awaiting(Protocol):
@@ -171,6 +190,18 @@ class KafkaBridge:
     def pending(self) -> int:
         return len(self._pending)
 
+    async def decode(self, value: bytes, headers: Sequence[tuple[str, bytes]]) -> Record:
+        return await self._codec.decode_async(value, headers)
+
+    async def positions(self) -> dict[int, int]:
+        """The reply reader's next offset per partition: records of a session that starts
+        (or resumes) here now can only come at or after these."""
+        if self._consumer is None:
+            raise DeliveryError("the gateway is not connected to Kafka")
+        return {
+            tp.partition: await self._consumer.position(tp) for tp in self._consumer.assignment()
+        }
+
     # -- producing ---------------------------------------------------------
 
     async def produce(self, topic: str, record: Record, key: str) -> asyncio.Future[object]:
@@ -239,6 +270,7 @@ class KafkaBridge:
                 for message in records:
                     if message.value is None:
                         continue
+                    REPLY_POSITION.set(position(message.topic, message.partition, message.offset))
                     try:
                         await self._dispatch(message.value, message.headers)
                     except asyncio.CancelledError:

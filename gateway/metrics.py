@@ -43,6 +43,13 @@ class GatewayMetrics:
             "gateway is still scraped through the internal Service (publishNotReadyAddresses)",
             registry=self.registry,
         )
+        self.sessions_recovered = Counter(
+            "sockethub_sessions_recovered_total",
+            "Reconnects that named a session to recover, by outcome (recovered; expired: past "
+            "the window or unknown; failed: its records or runners could not be reached)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.activities = Counter(
             "sockethub_gateway_activities",
             "Activities through the gateway; direction in (from clients) or out (to clients)",

@@ -79,6 +79,10 @@ class RequestTracker:
         self.tracing = tracing
         """Spans when OpenTelemetry is on; None (the default) costs one test per request."""
         self._background: set[asyncio.Task[None]] = set()
+        self.on_acked: Callable[[Session, str], Awaitable[None]] | None = None
+        """Awaited before a result goes out as an acknowledgement (session, activity id),
+        while its reply record is being dispatched: connection state recovery must not
+        deliver it again, and a mark written first can never be missing for an ack sent."""
 
     async def submit(
         self,
@@ -253,6 +257,8 @@ class PendingRequest:
         if result.error is not None and "error" not in activity:
             activity = {**activity, "error": result.error}
         answer = result_ack(activity, self.request.platform, self.dialect, original=self.payload)
+        if self.reply is not None and self._tracker.on_acked is not None:
+            await self._tracker.on_acked(self.session, self.request.activity_id)
         await self._tracker.finish(self, outcome, answer, result.traceparent)
 
     def delivery_done(self, delivery: asyncio.Future[object]) -> None:

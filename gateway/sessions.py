@@ -73,6 +73,7 @@ class Session:
         "inflight_bytes",
         "object_bytes",
         "owns_count",
+        "pid",
         "sid",
     )
 
@@ -83,6 +84,8 @@ class Session:
         """What the connection cap and rate blocks count the client under (IPv6: its /64)."""
         self.owns_count = False
         """The session, not its engine.io handshake, holds the cap's count."""
+        self.pid: str | None = None
+        """Its private id for connection state recovery (:mod:`gateway.recovery`)."""
         self.connected_at = time.monotonic() if connected_at is None else connected_at
         self.inflight = 0
         """Events accepted and not yet answered (queued for the lock or awaiting a result)."""

@@ -6,8 +6,11 @@ handler's return value); platform events go out as ``message`` events.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import sys
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -15,10 +18,11 @@ import structlog
 
 from gateway.address_cap import AddressCap
 from gateway.client_address import ClientAddress, address_key, parse_networks
-from gateway.kafka_bridge import DeliveryError, KafkaBridge
+from gateway.kafka_bridge import REPLY_POSITION, DeliveryError, KafkaBridge, parse_position
 from gateway.limits import RATE_LIMITED, TOO_MANY_CONNECTIONS, RateLimiter, Verdict
 from gateway.metrics import GatewayMetrics
 from gateway.packets import Refused
+from gateway.recovery import Entry, Recovery, RecoveryFailed, Restored
 from gateway.requests import Reply, RequestTracker, send_answer
 from gateway.sessions import Session, Sessions
 from gateway.settings import GatewaySettings
@@ -32,7 +36,7 @@ from gateway.validation import (
     validate_credentials,
     validate_message,
 )
-from schemas.envelopes import PlatformEvent, Request, RequestKind
+from schemas.envelopes import SESSION_RESUMED, PlatformEvent, Request, RequestKind, Result
 from schemas.platform_registry import PlatformRegistry, canonical_context
 from schemas.topics import request_key
 from sockethub.runtime.credentials import CredentialStore
@@ -45,6 +49,11 @@ connection_log = structlog.get_logger("gateway.connection")
 
 NOT_STORED = "Error: credentials could not be stored"
 GATEWAY_ID_ACTOR = {"type": "service"}
+PID: ContextVar[str | None] = ContextVar("pid", default=None)
+"""While a CONNECT is handled: the pid its answer carried."""
+ENDED_BY_CLIENT = frozenset({"client disconnect", "server disconnect"})
+"""Disconnect reasons that end a session at once; after any other (a lost transport, a
+ping timeout) it stays recoverable for the window."""
 ADMITTED = "sockethub.admitted"
 """Environ key: the engine.io handshake's admission, ``(address, cap key, allowed)``."""
 
@@ -81,8 +90,20 @@ class ProtocolHandlers:
         metrics: GatewayMetrics,
         cap: AddressCap | None = None,
         tracing: Tracing | None = None,
+        *,
+        recovery: Recovery | None = None,
     ) -> None:
         self._sio = sio
+        self._recovery = recovery
+        self._entries: dict[str, Entry] = {}
+        """sid -> its recovery entry, while the session is open here."""
+        self._restoring: dict[str, Restored] = {}
+        """sid -> a claimed session whose CONNECT handler has not run yet."""
+        self._holding: dict[str, list[tuple[str | None, PlatformEvent]]] = {}
+        """sid -> live events that came while its replay was read."""
+        self._replayed: dict[str, set[str]] = {}
+        """sid -> positions delivered by its replay (the live reader may see them too)."""
+        self._refresher: asyncio.Task[None] | None = None
         self._no_ack: object = sio.not_handled
         """Returned by a handler to send no acknowledgement at all (a dropped event)."""
         self._settings = settings
@@ -117,6 +138,9 @@ class ProtocolHandlers:
         sio.on("activity-object", self.activity_object)
         sio.on_slow_reader(self.slow_reader)
         bridge.on_event(self.platform_event)
+        if recovery is not None:
+            sio.on_resume(self.resume)
+            self._requests.on_acked = self._acked
 
     # -- connection lifecycle ------------------------------------------------
 
@@ -155,17 +179,175 @@ class ProtocolHandlers:
         if admitted is None:
             admitted = await self._admission(environ)
         address, key, allowed = admitted
+        restored = self._restoring.pop(sid, None)
         if not allowed:
             self._metrics.rejected.labels(reason="connection_cap").inc()
             log.warning("connection_refused_cap", address=address)
             await self._sio.emit("error", error_event(TOO_MANY_CONNECTIONS), to=sid)
+            if restored is not None:
+                self._abandon(restored.entry)
             return False
         session = self.sessions.open(sid, address)
         session.cap_key, session.owns_count = key, owned
         self._limiter.opened(sid, key)
         self._metrics.session_opened()
-        log.info("session_connected", session_id=sid, address=address)
+        log.info("session_connected", session_id=sid, address=address, recovered=bool(restored))
+        if restored is not None:
+            await self._restore(session, restored)
+        elif self._recovery is not None and PID.get() is not None:
+            session.pid = PID.get()
+            self._requests.spawn(self._index_new(session))
         return True
+
+    # -- connection state recovery (gateway.recovery) -------------------------------
+
+    async def resume(self, auth: object) -> tuple[str | None, str]:
+        """A CONNECT's auth: the sid of the session it recovers, if any, and its pid."""
+        assert self._recovery is not None
+        pid = auth.get("pid") if isinstance(auth, dict) else None
+        if isinstance(pid, str) and 0 < len(pid) <= 64:
+            assert isinstance(auth, dict)
+            try:
+                restored = await self._recovery.claim(
+                    pid, auth.get("offset"), self._busy, self._hold
+                )
+            except RecoveryFailed as failed:
+                self._metrics.sessions_recovered.labels(outcome="failed").inc()
+                self._abandon(failed.entry)
+                restored = None
+            except Exception as exc:  # Redis down: a fresh session, as past the window
+                self._metrics.sessions_recovered.labels(outcome="failed").inc()
+                log.warning("session_recovery_failed", error=repr(exc))
+                restored = None
+            else:
+                outcome = "expired" if restored is None else "recovered"
+                self._metrics.sessions_recovered.labels(outcome=outcome).inc()
+            if restored is not None:
+                self._restoring[restored.entry.sid] = restored
+                PID.set(pid)
+                return restored.entry.sid, pid
+        fresh = self._recovery.new_pid()
+        PID.set(fresh)
+        return None, fresh
+
+    def _busy(self, sid: str) -> bool:
+        return self.sessions.get(sid) is not None or sid in self._holding
+
+    def _hold(self, sid: str) -> None:
+        self._holding[sid] = []
+
+    def _abandon(self, entry: Entry) -> None:
+        """A claimed session that is not restored after all: ended as at its window's end."""
+        self._holding.pop(entry.sid, None)
+        session = Session(entry.sid, "")
+        session.used.update(entry.used)
+        self._requests.spawn(self._end_session(session))
+
+    async def _restore(self, session: Session, restored: Restored) -> None:
+        """Attach the recovered state, then send what the client missed, then what came
+        live meanwhile; each ``message`` once, in log order."""
+        assert self._recovery is not None
+        entry = restored.entry
+        session.pid = restored.pid
+        session.used.update(entry.used)
+        session.dialect = entry.dialect  # type: ignore[assignment]
+        self._entries[session.sid] = entry
+        self._requests.spawn(self._index_put(session.pid, entry))
+        self._start_refresher()
+        replayed = self._replayed.setdefault(session.sid, set())
+        count = 0
+        for at, record in restored.missed:
+            if isinstance(record, Result) and (
+                record.activity_id in restored.acked or record.verb == SESSION_RESUMED
+            ):
+                continue
+            replayed.add(at)
+            count += 1
+            await self._push(session, record, at)
+        held = self._holding.pop(session.sid, [])
+        for live_at, event in held:
+            if live_at is None or live_at not in replayed:
+                await self._push(session, event, live_at)
+        log.info("session_recovered", session_id=session.sid, missed=count, live=len(held))
+
+    async def _push(self, session: Session, record: PlatformEvent | Result, at: str | None) -> None:
+        activity = record.activity
+        if record.error is not None and "error" not in activity:
+            activity = {**activity, "error": record.error}
+        self._metrics.activity(record.platform, "out", "event")
+        payload = result_ack(activity, record.platform, session.dialect)
+        if at is None or session.pid is None:
+            await self._sio.emit("message", payload, to=session.sid)
+        else:
+            await self._sio.emit("message", (payload, at), to=session.sid)
+
+    async def _index_new(self, session: Session) -> None:
+        assert self._recovery is not None and session.pid is not None
+        try:
+            entry = Entry(session.sid, [await self._recovery.segment()])
+        except Exception as exc:
+            log.warning("recovery_index_failed", session_id=session.sid, error=repr(exc))
+            return
+        if session.closed:
+            return
+        entry.used = sorted(session.used)
+        entry.dialect = session.dialect
+        self._entries[session.sid] = entry
+        self._start_refresher()
+        await self._index_put(session.pid, entry)
+
+    async def _index_put(self, pid: str, entry: Entry, ttl: int | None = None) -> None:
+        assert self._recovery is not None
+        try:
+            await self._recovery.index.put(pid, entry, ttl)
+        except Exception as exc:
+            log.warning("recovery_index_failed", session_id=entry.sid, error=repr(exc))
+
+    def _remember_used(self, session: Session) -> None:
+        """The session used a new (platform, key): a recovery must tell those runners."""
+        entry = self._entries.get(session.sid)
+        if entry is None or session.pid is None:
+            return
+        entry.used, entry.dialect = sorted(session.used), session.dialect
+        self._requests.spawn(self._index_put(session.pid, entry))
+
+    async def _acked(self, session: Session, activity_id: str) -> None:
+        found = parse_position(REPLY_POSITION.get())
+        if self._recovery is None or session.pid is None or found is None:
+            return
+        await self._quietly(self._recovery.index.acked(session.pid, activity_id, found[2]))
+
+    @staticmethod
+    async def _quietly(work: Any) -> None:
+        try:
+            await work
+        except Exception as exc:
+            log.warning("recovery_index_failed", error=repr(exc))
+
+    def _start_refresher(self) -> None:
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._refresh(), name="recovery-refresh")
+
+    async def _refresh(self) -> None:
+        """Keep open sessions' entries alive (they expire a window after a gateway dies)."""
+        assert self._recovery is not None
+        while True:
+            await asyncio.sleep(max(1.0, self._recovery.window / 4))
+            pids = [s.pid for sid in list(self._entries) if (s := self.sessions.get(sid)) and s.pid]
+            if pids:
+                await self._quietly(self._recovery.index.refresh(pids))
+
+    async def _expire(self, session: Session, epoch: str) -> None:
+        """The window has passed: unless the session was recovered meanwhile, it ends."""
+        assert self._recovery is not None and session.pid is not None
+        try:
+            taken = await self._recovery.index.take(session.pid, epoch)
+        except Exception as exc:
+            log.warning("recovery_index_failed", session_id=session.sid, error=repr(exc))
+            taken = None
+        if taken is not None:
+            log.info("session_recovery_expired", session_id=session.sid)
+            await self._end_session(session)
 
     async def disconnect(self, sid: str, reason: object = None) -> None:
         session = self.sessions.close(sid)
@@ -178,6 +360,19 @@ class ProtocolHandlers:
         log.info("session_disconnected", session_id=sid, reason=str(reason))
         for request in session.requests:
             request.drop()
+        self._replayed.pop(sid, None)
+        entry = self._entries.pop(sid, None)
+        if entry is not None and session.pid is not None and self._recovery is not None:
+            if str(reason) not in ENDED_BY_CLIENT:
+                # Recoverable for the window: nothing ends yet (credentials, runners' state).
+                window = self._recovery.window
+                self._requests.spawn(self._index_put(session.pid, entry, window))
+                epoch = entry.epoch
+                asyncio.get_running_loop().call_later(
+                    window, lambda: self._requests.spawn(self._expire(session, epoch))
+                )
+                return
+            self._requests.spawn(self._quietly(self._recovery.index.take(session.pid)))
         self._requests.spawn(self._end_session(session))
 
     async def _end_session(self, session: Session, grace: int | None = None) -> None:
@@ -209,6 +404,10 @@ class ProtocolHandlers:
 
     async def close(self) -> None:
         """Finish session clean-ups and answers that are under way (on shutdown)."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
         await self._requests.close()
 
     def slow_reader(self, sid: str, limit: int) -> None:
@@ -353,9 +552,10 @@ class ProtocolHandlers:
             self._metrics.activity(valid.platform, "in", "error")
             return error_ack(payload, NOT_STORED, valid.dialect)
         persistent = valid.platform in self._persistent
-        session.used.add(
-            (valid.platform, request_key(session.sid, valid.activity, persistent=persistent))
-        )
+        pair = (valid.platform, request_key(session.sid, valid.activity, persistent=persistent))
+        if pair not in session.used:
+            session.used.add(pair)
+            self._remember_used(session)
         self._metrics.activity(valid.platform, "in", "credentials")
         log.info(
             "credentials_set", session_id=session.sid, platform=valid.platform, actor=actor["id"]
@@ -451,8 +651,9 @@ class ProtocolHandlers:
             refusal = await self._requests.submit(
                 session, request, key, payload, valid.dialect, reply, size
             )
-            if refusal is None:
+            if refusal is None and (valid.platform, key) not in session.used:
                 session.used.add((valid.platform, key))
+                self._remember_used(session)
             return refusal
 
     def _prepare(
@@ -481,17 +682,19 @@ class ProtocolHandlers:
         return valid, request, key
 
     async def platform_event(self, event: PlatformEvent) -> None:
+        at = REPLY_POSITION.get()
+        held = self._holding.get(event.session_id)
+        if held is not None:  # its replay is being read: after it
+            held.append((at, event))
+            return
         session = self.sessions.get(event.session_id)
         if session is None:
             log.info("platform_event_for_gone_session", session_id=event.session_id)
             return
-        activity = event.activity
-        if event.error is not None and "error" not in activity:
-            activity = {**activity, "error": event.error}
-        self._metrics.activity(event.platform, "out", "event")
-        await self._sio.emit(
-            "message", result_ack(activity, event.platform, session.dialect), to=event.session_id
-        )
+        replayed = self._replayed.get(event.session_id)
+        if replayed is not None and at in replayed:
+            return
+        await self._push(session, event, at)
 
     # -- HTTP actions (gateway.http_actions) -------------------------------------------
 

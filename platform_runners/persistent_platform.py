@@ -83,7 +83,11 @@ class PersistentPlatform(Platform, Generic[C]):
         self.credential_lookup = credentials
         self._redis: Redis | None = None
         self._heartbeats = heartbeats
-        self.orphans = OrphanJudge(confirm=2 * settings.heartbeat_interval)
+        # A session of a dead gateway may be recovered by another one within the recovery
+        # window (its client reconnects): its connections ride through until then.
+        self.orphans = OrphanJudge(
+            confirm=2 * settings.heartbeat_interval + settings.recovery_window
+        )
         self._watch: asyncio.Task[None] | None = None
         self.pool: ConnectionPool[C] = ConnectionPool(
             descriptor.id,
@@ -219,6 +223,11 @@ class PersistentPlatform(Platform, Generic[C]):
             self.pool.detach(slot, session_id)
             await self.pool.save(slot)
 
+    async def session_resumed(self, session_id: str, reply_route: str) -> None:
+        for slot in self.pool.sessions_of(session_id):
+            self.pool.attach(slot, session_id, reply_route)
+            await self.pool.save(slot)
+
     # -- orphans ------------------------------------------------------------------------------
 
     async def _watch_orphans(self) -> None:
@@ -260,7 +269,11 @@ class PersistentPlatform(Platform, Generic[C]):
                     actor=slot.actor_id,
                 )
                 self.pool.detach(slot, session_id)
-                await self.pool.save(slot)
+                if self.settings.recovery_window > 0 and not slot.sessions:
+                    # The window was the grace: nothing can come back for this session now.
+                    await self.pool.discard(slot, forget=True)
+                else:
+                    await self.pool.save(slot)
                 released += 1
         return released
 

@@ -179,6 +179,10 @@ class Platform(ABC):
     async def session_closed(self, session_id: str) -> None:  # noqa: B027 - optional hook
         """The session ended: persistent platforms detach it from their connections."""
 
+    async def session_resumed(self, session_id: str, reply_route: str) -> None:  # noqa: B027
+        """A recovered session moved to the gateway behind ``reply_route``: persistent
+        platforms send its connections' events there from now on."""
+
     async def partitions_assigned(self, partitions: set[int]) -> None:  # noqa: B027
         """This runner now owns these request partitions (persistent platforms restore the
         connections recorded for them). Called from the rebalance callback: keep it short."""

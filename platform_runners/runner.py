@@ -41,7 +41,7 @@ from platform_runners.platform import (
 )
 from platform_runners.settings import RunnerSettings
 from schemas.codec import CodecError
-from schemas.envelopes import JSONDict, Request, RequestKind
+from schemas.envelopes import SESSION_RESUMED, JSONDict, Request, RequestKind
 from schemas.platform_registry import PlatformDescriptor
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
 from sockethub.runtime.adaptive import FetchMinimum
@@ -578,6 +578,16 @@ class Runner:
                 await self.platform.session_closed(request.session_id)
             except Exception as exc:
                 self.log.error("runner.session_closed.failed", error=repr(exc))
+        elif request.kind is RequestKind.CREDENTIALS and request.verb == SESSION_RESUMED:
+            # Routed first: anything the platform emits from now on goes to the new holder,
+            # and the answer (after everything sent to the old route) tells it so.
+            self._routes[request.session_id] = request.reply_route
+            try:
+                await self.platform.session_resumed(request.session_id, request.reply_route)
+            except Exception as exc:
+                self.log.error("runner.session_resumed.failed", error=repr(exc))
+            self._complete(work, [self.answers.result(request, None)], "control")
+            return
         self._complete(work, [], "control")
 
     async def _redelivered(self, work: Work, attempt: int) -> None:

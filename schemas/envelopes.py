@@ -35,6 +35,13 @@ class RequestKind(StrEnum):
     """The session ended: persistent platforms detach it from connections."""
 
 
+SESSION_RESUMED = "session_resumed"
+"""The verb of a gateway's control request (kind ``credentials``, which no client can
+produce on a request topic) telling runners that a recovered session now lives behind the
+request's ``reply_route``. The runner answers it there with a ``Result``: every record it
+sent the session's old route was committed before that answer."""
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """An activity on its way from a gateway to a platform runner."""

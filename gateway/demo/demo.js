@@ -150,6 +150,13 @@
   function loadRegistry() {
     logTraffic("out", "schemas", null);
     socket.emit("schemas", null, (registry) => {
+      if (recovering !== null) {
+        setStatus(
+          "connected",
+          `${connectedText}; reconnected: ${recovering} missed events recovered`,
+        );
+        recovering = null;
+      }
       const platforms = registry && Array.isArray(registry.platforms) ? registry.platforms : [];
       logTraffic("in", "schemas ack (the registry, summarised)", {
         fingerprint: registry?.fingerprint,
@@ -178,8 +185,22 @@
     });
   }
 
+  // Connection state recovery: the gateway pushes what a recovered session missed right
+  // after its CONNECT answer and before it handles any event of the client, so the
+  // `message` events between a recovered connect and the registry's ack are those.
+  let everConnected = false;
+  let recovering = null;
+  let connectedText = "";
   sc.socket.on("connect", () => {
-    setStatus("connected", `Connected to ${location.host}${path} (session ${sc.socket.id})`);
+    connectedText = `Connected to ${location.host}${path} (session ${sc.socket.id})`;
+    if (socket.recovered) {
+      recovering = 0;
+      setStatus("connected", `${connectedText}; reconnected, recovering missed events…`);
+    } else {
+      const note = everConnected ? "; reconnected: new session" : "";
+      setStatus("connected", `${connectedText}${note}`);
+    }
+    everConnected = true;
     loadRegistry();
   });
   sc.socket.on("disconnect", (reason) => {
@@ -190,6 +211,7 @@
   });
   // Raw events straight from Socket.IO: the traffic pane shows them untouched.
   socket.on("message", (activity) => {
+    if (recovering !== null) recovering += 1;
     logTraffic("in", "message", activity);
     chats.get(platformOf(activity))?.incoming(activity);
   });

@@ -41,6 +41,9 @@ DirectHandler = Callable[[str, list[Any], Reply | None], Awaitable[None]]
 when the client asked for no acknowledgement), now or later."""
 Ready = Callable[[str], bool]
 """True if the session's event may run in the connection's reader right now."""
+Resume = Callable[[object], Awaitable[tuple[str | None, str]]]
+"""Given a CONNECT's auth: the sid of the session it recovers (None: a fresh one) and the
+pid to answer with (Socket.IO's connection state recovery, :mod:`gateway.recovery`)."""
 
 _NO_COUNT = frozenset({"connect", "disconnect"})
 
@@ -89,6 +92,7 @@ class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
         self._attaching: dict[str, _Attaching] = {}
         """Per engine.io sid: the binary packet whose attachments are arriving."""
         self._on_slow_reader: Callable[[str, int], None] | None = None
+        self._resume: Resume | None = None
 
     def on(self, event: str, handler: Any = None, namespace: str | None = None) -> Any:
         """python-socketio's ``on``; a coroutine handler of the default namespace is wrapped
@@ -110,6 +114,58 @@ class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
     def on_direct(self, event: str, handler: DirectHandler, ready: Ready) -> None:
         """Run ``event`` of the default namespace without python-socketio's task."""
         self._direct[event] = (handler, ready)
+
+    def on_resume(self, resume: Resume) -> None:
+        """Answer CONNECTs of the default namespace with a ``pid``, and let ``resume`` decide
+        which session a reconnecting client gets back."""
+        self._resume = resume
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        """python-socketio's (with ``always_connect``), but the CONNECT answer carries the
+        ``pid`` and, for a recovered session, its old ``sid``: python-socketio neither
+        implements Socket.IO's connection state recovery nor lets a sid be chosen."""
+        namespace = namespace or "/"
+        if self._resume is None or namespace != "/" or not self.always_connect:
+            await super()._handle_connect(eio_sid, namespace, data)
+            return
+        sid, pid = await self._resume(data)
+        if sid is not None and not self._pre_connect_as(eio_sid, sid):
+            sid, pid = await self._resume(None)  # that sid is open: a fresh session after all
+        if sid is None:
+            sid = await self.manager.pre_connect(eio_sid, namespace)
+        if sid is None:  # this engine.io connection already has the namespace
+            await self._send_packet(
+                eio_sid,
+                self.packet_class(
+                    socketio.packet.CONNECT_ERROR, data="Unable to connect", namespace=namespace
+                ),
+            )
+            return  # fmt: skip
+        await self._send_packet(eio_sid, self.packet_class(
+            socketio.packet.CONNECT, {"sid": sid, "pid": pid}, namespace=namespace))  # fmt: skip
+        await self.manager.connect(sid, namespace)
+        environ = self.environ[eio_sid]
+        try:
+            success = await self._trigger_event("connect", namespace, sid, environ, data)
+        except ConnectionRefusedError:
+            success = False
+        if success is False:
+            self.manager.pre_disconnect(sid, namespace)
+            await self._send_packet(eio_sid, self.packet_class(
+                socketio.packet.DISCONNECT, data={"message": "Connection refused by server"},
+                namespace=namespace))  # fmt: skip
+            await self.manager.disconnect(sid, namespace, ignore_queue=True)
+
+    def _pre_connect_as(self, eio_sid: str, sid: str) -> bool:
+        """python-socketio's ``pre_connect`` under a given sid; False if it is in use."""
+        manager = self.manager
+        in_use = manager.eio_sid_from_sid(sid, "/") is not None
+        if in_use or manager.sid_from_eio_sid(eio_sid, "/") is not None:
+            return False
+        manager.basic_enter_room(sid, "/", None, eio_sid=eio_sid)
+        manager.basic_enter_room(sid, "/", sid, eio_sid=eio_sid)
+        manager.pending_connect.setdefault("/", []).append(sid)
+        return True
 
     def on_slow_reader(self, handler: Callable[[str, int], None]) -> None:
         """``handler(sid, limit)`` runs when a session's outgoing queue overflows its limit,

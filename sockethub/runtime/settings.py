@@ -268,6 +268,12 @@ class CommonSettings(EnvSettings):
         description="Seconds a gateway's liveness key outlives its last write: several "
         "intervals, so a gateway that is merely slow keeps its sessions",
     )
+    recovery_window: int = Field(
+        120,
+        ge=0,
+        description="Seconds a Socket.IO session that lost its connection (or its gateway) "
+        "can be recovered by a client that reconnects with its pid and offset (0: off)",
+    )
 
     @model_validator(mode="after")
     def _heartbeat_outlives_interval(self) -> Self:

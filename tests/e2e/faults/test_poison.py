@@ -40,7 +40,7 @@ async def test_poison_request_fails_only_its_sender(
     load = Load(gateway.url, clients=SESSIONS, tag="i")
     pushed: list[dict[str, Any]] = []
     for sio in load.sios:
-        sio.on("message", lambda data: pushed.append(data))
+        sio.on("message", lambda data, *_offset: pushed.append(data))
     await load.connect()
     culprit = Client(gateway.url)
     await culprit.connect()

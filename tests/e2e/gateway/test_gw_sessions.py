@@ -76,8 +76,11 @@ class TopicReader:
 
 @pytest.fixture
 async def lonely_gateway(gateway_factory: GatewayFactory) -> GatewayProcess:
-    """A gateway with no runner behind it, whose sessions' credentials last 5 s after they end."""
-    return gateway_factory(session_grace=5, request_timeout=30)
+    """A gateway with no runner behind it, whose sessions' credentials last 5 s after they end.
+
+    A session whose transport drops (python-socketio's client may abort before its DISCONNECT
+    packet leaves) ends only after the recovery window: 2 s here."""
+    return gateway_factory(session_grace=5, request_timeout=30, recovery_window=2)
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.timeout(300)]
 GRACE = 3
 """The session grace (gateway) and connection grace (runner), short for the test."""
 LIVENESS = {"heartbeat_interval": "0.5", "heartbeat_ttl": "2"}
+WINDOW = 6
+"""The recovery window of the ride-through test (0 elsewhere: release after the grace)."""
 
 
 @pytest.fixture
@@ -36,10 +38,21 @@ def prefix() -> str:
 
 
 @pytest.fixture
+def window() -> int:
+    return 0
+
+
+@pytest.fixture
 def irc_runner(
-    kafka_bootstrap: str, redis_url: str, stack_env: dict[str, str], prefix: str, tmp_path: Path
+    kafka_bootstrap: str,
+    redis_url: str,
+    stack_env: dict[str, str],
+    prefix: str,
+    tmp_path: Path,
+    window: int,
 ) -> Iterator[RunnerStack]:
     env = {
+        "SOCKETHUB_RECOVERY_WINDOW": str(window),
         "SOCKETHUB_SECRET": stack_env["SOCKETHUB_SECRET"],
         "SOCKETHUB_REQUEST_PARTITIONS": stack_env["SOCKETHUB_REQUEST_PARTITIONS"],
         "SOCKETHUB_CONNECTION_GRACE": str(GRACE),
@@ -54,7 +67,7 @@ def irc_runner(
 
 @pytest.fixture
 def gateway(
-    stack_env: dict[str, str], prefix: str, tmp_path: Path, irc_runner: RunnerStack
+    stack_env: dict[str, str], prefix: str, tmp_path: Path, irc_runner: RunnerStack, window: int
 ) -> Iterator[GatewayProcess]:
     with running_gateway(
         stack_env,
@@ -62,6 +75,7 @@ def gateway(
         topic_prefix=prefix,
         request_timeout=90,
         session_grace=GRACE,
+        recovery_window=window,
         **LIVENESS,
     ) as process:
         yield process
@@ -72,6 +86,30 @@ async def test_kill_9_of_the_gateway_releases_its_irc_connections(
     irc_runner: RunnerStack,
     ngircd: Ngircd,
     capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _killed_then_quit(gateway, irc_runner, ngircd, capsys, low=0, high=GRACE + 10)
+
+
+@pytest.mark.parametrize("window", [WINDOW])
+async def test_with_recovery_the_connections_ride_through_the_window_then_quit(
+    gateway: GatewayProcess,
+    irc_runner: RunnerStack,
+    ngircd: Ngircd,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Nobody reconnects: the connection stays up for the window (the session could come
+    back through another gateway), then the server sees QUIT within the window + 10 s."""
+    await _killed_then_quit(gateway, irc_runner, ngircd, capsys, low=WINDOW, high=WINDOW + 10)
+
+
+async def _killed_then_quit(
+    gateway: GatewayProcess,
+    irc_runner: RunnerStack,
+    ngircd: Ngircd,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    low: float,
+    high: float,
 ) -> None:
     channel = f"#orphan{uuid.uuid4().hex[:6]}"
     seen: list[Message] = []
@@ -96,9 +134,9 @@ async def test_kill_9_of_the_gateway_releases_its_irc_connections(
         with capsys.disabled():
             print(
                 f"\norphan: kill -9 of the gateway to the IRC QUIT: {elapsed:.1f} s "
-                f"(grace {GRACE} s, bound {GRACE + 10} s)"
+                f"(at least {low} s, bound {high} s)"
             )
-        assert elapsed <= GRACE + 10
+        assert low <= elapsed <= high
         irc_runner.processes[0].wait_for_log("persistent.orphan.released", timeout=5)
     finally:
         with contextlib.suppress(Exception):

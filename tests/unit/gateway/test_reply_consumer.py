@@ -26,7 +26,14 @@ class OneBatch:
             await asyncio.sleep(3600)
             return {}
         now_ms = int(time.time() * 1000)
-        return {"tp": [SimpleNamespace(value=v, headers=(), timestamp=now_ms) for v in values]}
+        return {
+            "tp": [
+                SimpleNamespace(
+                    topic="t", partition=0, offset=n, value=v, headers=(), timestamp=now_ms
+                )
+                for n, v in enumerate(values)
+            ]
+        }
 
 
 async def test_an_exception_in_one_record_does_not_stop_the_rest(

@@ -107,15 +107,15 @@ class Fake(PersistentPlatform[str]):
         return {}
 
 
-def platform(beats: Beats) -> Fake:
+def platform(beats: Beats, window: int = 0, grace: float = 0.1) -> Fake:
     descriptor = PlatformRegistry(["irc"]).get("irc")
     assert descriptor is not None
     fake = Fake(
-        RunnerSettings(heartbeat_interval=0.5, heartbeat_ttl=1.0),
+        RunnerSettings(heartbeat_interval=0.5, heartbeat_ttl=1.0, recovery_window=window),
         descriptor,
         RecordingEmitter(),
         store=MemoryStateStore(),
-        options=PersistentSettings(connection_grace=0.1, orphan_check_interval=0),
+        options=PersistentSettings(connection_grace=grace, orphan_check_interval=0),
         heartbeats=beats,
     )
     fake.closed = []
@@ -134,6 +134,19 @@ async def until_closed(fake: Fake, actor: str) -> None:
     async with asyncio.timeout(5):
         while actor not in fake.closed:  # noqa: ASYNC110 - a list filled by a callback
             await asyncio.sleep(0.02)
+
+
+async def test_with_recovery_orphans_wait_for_the_window_then_close_without_grace() -> None:
+    beats = Beats()
+    fake = platform(beats, window=1, grace=3600)
+    dead = held(fake, "a@h", {"s1": "gw-dead"})
+    assert await fake.release_orphans() == 0  # first sight of the missing key
+    await asyncio.sleep(1.05)  # two heartbeat intervals: without recovery, released now
+    assert await fake.release_orphans() == 0
+    assert dead.sessions == {"s1": "gw-dead"}
+    await asyncio.sleep(1.0)  # and the recovery window
+    assert await fake.release_orphans() == 1
+    await until_closed(fake, "a@h")  # at once: the window was the grace
 
 
 async def test_orphans_are_detached_and_their_connection_closes_after_the_grace() -> None:

@@ -32,7 +32,15 @@ from platform_runners.platform import (
 from platform_runners.runner import KafkaFactories, Runner
 from platform_runners.settings import RunnerSettings
 from schemas.codec import Codec
-from schemas.envelopes import JSONDict, PlatformEvent, Record, Request, RequestKind, Result
+from schemas.envelopes import (
+    SESSION_RESUMED,
+    JSONDict,
+    PlatformEvent,
+    Record,
+    Request,
+    RequestKind,
+    Result,
+)
 from schemas.platform_registry import PlatformDescriptor, PlatformRegistry, canonical_context
 from schemas.topics import TopicLayout
 from sockethub.runtime.codecs import codec_from_settings
@@ -966,3 +974,22 @@ async def test_an_idle_runner_fetches_without_waiting_for_bytes(harness: Any) ->
     await eventually(lambda: h.committed() == OffsetAndMetadata(1, ""))
     assert fetcher._fetch_min_bytes == 1
     assert running.runner._committer._linger_s == h.settings.commit_gap_ms / 1000
+
+
+async def test_session_resumed_moves_the_route_and_is_answered_on_the_new_one(
+    harness: Any,
+) -> None:
+    moved = "t.replies.gw2"
+    h = harness()
+    h.request("a", 0, "announce")
+    resume = h.request("a", 1, SESSION_RESUMED, kind=RequestKind.CREDENTIALS, reply_route=moved)
+    running = await h.start()
+    await eventually(lambda: h.committed() == OffsetAndMetadata(2, ""))
+    assert running.runner.emit("a", {"type": "announce", "object": {"content": "later"}})
+    await eventually(lambda: len([s for s in h.kafka.produced if s.topic == moved]) == 2)
+    there = [h.codec.decode(s.value, s.headers) for s in h.kafka.produced if s.topic == moved]
+    answer, later = there
+    assert isinstance(answer, Result) and answer.activity_id == resume.activity_id
+    assert isinstance(later, PlatformEvent) and later.activity["object"]["content"] == "later"
+    # Everything for the old route was sent before the answer on the new one.
+    assert [type(r).__name__ for r in h.replies()] == ["PlatformEvent", "Result"]
