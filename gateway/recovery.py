@@ -44,6 +44,8 @@ log = structlog.get_logger("gateway.recovery")
 ACKED_KEPT = 1024
 """Acknowledged result ids kept per session: a reconnecting client's offset lags its acks by
 what was in transit, never by this many."""
+PARKED_MARGIN = 5
+"""Seconds a disconnected session's entry outlives its window."""
 
 Segment = tuple[str, dict[int, int]]
 """A reply topic and, per partition, the offset from which the session's records are there."""
@@ -123,6 +125,12 @@ class RecoveryIndex:
         """The expiry while connected: refreshed every quarter window, so an entry outlives
         a gateway killed just before a refresh by the whole window."""
         return self.window + max(1, self.window // 4)
+
+    @property
+    def parked_ttl(self) -> int:
+        """The expiry once disconnected: past the window by a margin, so that the holder's
+        window timer, even late on a busy loop, finds the entry it must end."""
+        return self.window + max(PARKED_MARGIN, self.window // 4)
 
     async def put(self, pid: str, entry: Entry, ttl: int | None = None) -> None:
         pipe = self.redis.pipeline(transaction=False)

@@ -56,6 +56,8 @@ ENDED_BY_CLIENT = frozenset({"client disconnect", "server disconnect"})
 ping timeout) it stays recoverable for the window."""
 ADMITTED = "sockethub.admitted"
 """Environ key: the engine.io handshake's admission, ``(address, cap key, allowed)``."""
+EXPIRE_ATTEMPTS = 4
+"""Tries at ending a session whose window passed while Redis does not answer."""
 
 
 def client_address(environ: dict[str, Any]) -> str:
@@ -340,14 +342,20 @@ class ProtocolHandlers:
     async def _expire(self, session: Session, epoch: str) -> None:
         """The window has passed: unless the session was recovered meanwhile, it ends."""
         assert self._recovery is not None and session.pid is not None
-        try:
-            taken = await self._recovery.index.take(session.pid, epoch)
-        except Exception as exc:
-            log.warning("recovery_index_failed", session_id=session.sid, error=repr(exc))
-            taken = None
-        if taken is not None:
-            log.info("session_recovery_expired", session_id=session.sid)
-            await self._end_session(session)
+        for attempt in range(EXPIRE_ATTEMPTS):
+            try:
+                taken = await self._recovery.index.take(session.pid, epoch)
+            except Exception as exc:
+                log.warning("recovery_index_failed", session_id=session.sid, error=repr(exc))
+                await asyncio.sleep(1.0 + attempt)
+                continue
+            if taken is None:
+                return  # claimed by a reconnect (here or on another gateway)
+            break
+        # Redis unreachable throughout: no gateway could claim the session either, and
+        # leaving it would hold its credentials and connections, so it ends.
+        log.info("session_recovery_expired", session_id=session.sid)
+        await self._end_session(session)
 
     async def disconnect(self, sid: str, reason: object = None) -> None:
         session = self.sessions.close(sid)
@@ -366,7 +374,10 @@ class ProtocolHandlers:
             if str(reason) not in ENDED_BY_CLIENT:
                 # Recoverable for the window: nothing ends yet (credentials, runners' state).
                 window = self._recovery.window
-                self._requests.spawn(self._index_put(session.pid, entry, window))
+                # The entry outlives the timer below, so that the timer, not Redis' expiry,
+                # decides; a late timer on a busy loop must still find the entry to end.
+                ttl = self._recovery.index.parked_ttl
+                self._requests.spawn(self._index_put(session.pid, entry, ttl))
                 epoch = entry.epoch
                 asyncio.get_running_loop().call_later(
                     window, lambda: self._requests.spawn(self._expire(session, epoch))

@@ -66,3 +66,18 @@ async def test_acked_ids_are_bounded_and_entries_expire(redis_url: str) -> None:
         assert await index.take("pid") is None
     finally:
         await redis.aclose()
+
+
+async def test_a_parked_entry_outlives_a_late_window_timer(redis_url: str) -> None:
+    """A disconnected session's entry is still there for its holder's timer even when the
+    timer runs late (a busy loop): otherwise the session would never end."""
+    redis = redis_client(redis_url)
+    index = RecoveryIndex(redis, f"t{uuid.uuid4().hex[:8]}", window=1)
+    try:
+        parked = entry()
+        await index.put("pid", parked, index.parked_ttl)
+        await asyncio.sleep(index.window + 1.0)
+        taken = await index.take("pid", parked.epoch)
+        assert taken is not None and taken[0] == parked
+    finally:
+        await redis.aclose()
