@@ -35,6 +35,7 @@ from sockethub.runtime.kafka_clients import (
     client_kwargs,
     ensure_topics,
     fetch_kwargs,
+    log_reader,
 )
 from sockethub.runtime.record_age import observe_ages
 
@@ -143,12 +144,9 @@ class KafkaBridge:
             linger_ms=self._settings.produce_linger_ms,
             batch_above_rate=self._settings.kafka_batch_above_rate,
         )
-        consumer = AIOKafkaConsumer(
-            **kwargs,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="latest",
+        consumer = log_reader(
+            self._settings,
+            start="latest",
             # Runners commit their answers a transaction at a time, and a read_committed
             # fetch sees none of them before the commit: a small minimum returns at the
             # commit, not up to kafka_fetch_wait_ms later.

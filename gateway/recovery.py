@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import orjson
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from redis.asyncio import Redis
 
 from gateway.kafka_bridge import DeliveryError, KafkaBridge, parse_position, position
@@ -37,7 +37,7 @@ from gateway.settings import GatewaySettings
 from schemas.envelopes import SESSION_RESUMED, PlatformEvent, Request, RequestKind, Result
 from schemas.platform_registry import canonical_context
 from schemas.topics import MAX_RECORD_BYTES
-from sockethub.runtime.kafka_clients import client_kwargs
+from sockethub.runtime.kafka_clients import log_reader
 
 log = structlog.get_logger("gateway.recovery")
 
@@ -278,13 +278,8 @@ class Recovery:
             starts.extend((TopicPartition(topic, p), o) for p, o in sorted(offsets.items()))
         if not starts:
             return []
-        consumer = AIOKafkaConsumer(
-            **client_kwargs(self._settings),
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=MAX_RECORD_BYTES,
+        consumer = log_reader(
+            self._settings, start="earliest", max_partition_fetch_bytes=MAX_RECORD_BYTES
         )
         await consumer.start()
         try:

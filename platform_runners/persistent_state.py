@@ -29,7 +29,7 @@ from aiokafka.structs import TopicPartition
 from schemas.envelopes import JSONDict
 from schemas.logcrypt import CodecError, KeyRing, associated_data
 from schemas.topics import TopicLayout
-from sockethub.runtime.kafka_clients import client_kwargs
+from sockethub.runtime.kafka_clients import client_kwargs, log_reader
 from sockethub.runtime.settings import CommonSettings
 
 log = structlog.get_logger("platform_runners.persistent_state")
@@ -168,12 +168,8 @@ class KafkaStateStore:
     async def load(self, partitions: set[int]) -> dict[bytes, JSONDict]:
         if not partitions:
             return {}
-        consumer = AIOKafkaConsumer(
-            **client_kwargs(self._settings),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
+        # The store is written outside transactions: nothing to wait for.
+        consumer = log_reader(self._settings, start="earliest", committed_only=False)
         await consumer.start()
         try:
             async with asyncio.timeout(LOAD_TIMEOUT_S):

@@ -30,7 +30,7 @@ from schemas.envelopes import PlatformEvent, Record, Request, RequestKind, Resul
 from schemas.topics import TopicLayout
 from sockethub.devstack.errors import StackError
 from sockethub.runtime.codecs import codec_from_settings
-from sockethub.runtime.kafka_clients import client_kwargs
+from sockethub.runtime.kafka_clients import client_kwargs, log_reader
 from sockethub.runtime.settings import CommonSettings
 
 RecordType = Literal["request", "result", "event", "credentials", "operation"]
@@ -296,12 +296,7 @@ class Replayer:
         """Matching entries: everything present now in time order, then (``follow``) new ones
         as they arrive."""
         await self.codec.start()
-        consumer = AIOKafkaConsumer(
-            **client_kwargs(self.settings),
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-        )
+        consumer = log_reader(self.settings, start="earliest")
         try:
             await consumer.start()
         except BaseException:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
@@ -91,6 +92,22 @@ def fetch_kwargs(settings: CommonSettings, *, min_bytes: int | None = None) -> d
         "fetch_max_wait_ms": settings.kafka_fetch_wait_ms,
         "fetch_min_bytes": settings.kafka_fetch_min_bytes if min_bytes is None else min_bytes,
     }
+
+
+def log_reader(
+    settings: CommonSettings, *, start: str, committed_only: bool = True, **extra: Any
+) -> AIOKafkaConsumer:
+    """A consumer outside any group that reads partitions it assigns itself, from ``start``
+    ("earliest" or "latest") unless it seeks: replays, restores and reply readers. It never
+    commits; ``committed_only`` keeps aborted and open transactions' records out."""
+    return AIOKafkaConsumer(
+        **client_kwargs(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
+        auto_offset_reset=start,
+        **extra,
+    )
 
 
 async def committed_offsets(
