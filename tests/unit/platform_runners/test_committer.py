@@ -48,11 +48,12 @@ class RecordingProducer:
         self.calls.append("abort")
 
 
-async def test_answers_are_acknowledged_before_the_offsets_join_the_transaction() -> None:
-    producer = RecordingProducer()
-    tracker = PartitionTracker(committed=0)
-    committer = Committer(
-        platform="dummy",
+def transactional(
+    producer: RecordingProducer, tracker: PartitionTracker, *, platform: str
+) -> Committer:
+    """A transactional committer of one request partition, outside any runner."""
+    return Committer(
+        platform=platform,
         producer=cast(AIOKafkaProducer, producer),
         consumer=cast(AIOKafkaConsumer, None),
         group_id="runners",
@@ -60,6 +61,12 @@ async def test_answers_are_acknowledged_before_the_offsets_join_the_transaction(
         trackers={REQUESTS: tracker},
         attempts=cast(Attempts, None),
     )
+
+
+async def test_answers_are_acknowledged_before_the_offsets_join_the_transaction() -> None:
+    producer = RecordingProducer()
+    tracker = PartitionTracker(committed=0)
+    committer = transactional(producer, tracker, platform="dummy")
     for offset in (0, 1):
         assert tracker.received(offset)
         committer.add(Completion(REQUESTS, offset, [Outgoing("replies", b"k", b"answer")]))
@@ -92,15 +99,7 @@ class StuckProducer(RecordingProducer):
 async def test_an_open_transaction_reports_its_age_until_it_commits() -> None:
     producer = StuckProducer()
     tracker = PartitionTracker(committed=0)
-    committer = Committer(
-        platform="stuck",
-        producer=cast(AIOKafkaProducer, producer),
-        consumer=cast(AIOKafkaConsumer, None),
-        group_id="runners",
-        transactional=True,
-        trackers={REQUESTS: tracker},
-        attempts=cast(Attempts, None),
-    )
+    committer = transactional(producer, tracker, platform="stuck")
     assert gauge("sockethub_runner_transaction_open_seconds") == 0
     assert tracker.received(0)
     committer.add(Completion(REQUESTS, 0, [Outgoing("replies", b"k", b"answer")]))

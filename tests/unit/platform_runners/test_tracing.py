@@ -7,10 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
@@ -23,23 +21,10 @@ from schemas.platform_registry import canonical_context
 from sockethub.runtime.otel import Tracing
 from sockethub.runtime.tracing import tracing_enabled, tracing_from_env
 from tests.unit.gateway.test_requests import Acks, Bridge
-from tests.unit.platform_runners.test_runner import REPLIES, Harness, eventually
+from tests.unit.platform_runners.runner_fakes import REPLIES, eventually
 
 NAMES = ["sockethub.gateway.accept", "sockethub.gateway.produce", "sockethub.runner.handle",
          "sockethub.runner.reply", "sockethub.gateway.ack"]  # fmt: skip
-
-
-@pytest.fixture
-async def harness() -> AsyncIterator[Callable[..., Harness]]:
-    made: list[Harness] = []
-
-    def make(**overrides: Any) -> Harness:
-        made.append(Harness(**overrides))
-        return made[-1]
-
-    yield make
-    for h in made:
-        await h.stop_all()
 
 
 def _request(verb: str = "echo") -> Request:
