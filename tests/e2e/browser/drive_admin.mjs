@@ -5,37 +5,18 @@
 //
 // Prints one JSON line with what the page showed; exits non-zero with a message otherwise.
 // Every wait is on a page condition with a generous timeout (a loaded 2-core machine).
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const [adminUrl, screenshot] = process.argv.slice(2);
 const TOKEN = process.env.ADMIN_TOKEN;
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const WAIT = { timeout: 90_000 };
 
-const profile = mkdtempSync(join(tmpdir(), "sockethub-admin-chromium-"));
 const problems = [];
 const seen = {};
-let context;
+let browserClose;
 try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1400, height: 1000 },
-    args: [
-      "--no-sandbox",
-      "--disable-background-networking",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    timeout: 120_000,
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
+  const { context, page, close } = await launchChromium("admin");
+  browserClose = close;
   page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
   // A CSP violation is reported as a console error: the page must cause none. The sign-in
   // form comes with a 401, which chromium reports too: those are counted apart.
@@ -99,6 +80,5 @@ try {
   console.error(JSON.stringify({ ...seen, problems }));
   process.exitCode = 1;
 } finally {
-  if (context) await context.close().catch(() => {});
-  rmSync(profile, { recursive: true, force: true });
+  await browserClose?.();
 }

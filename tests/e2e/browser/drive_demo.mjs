@@ -8,38 +8,18 @@
 //
 // Prints one JSON line with what the page showed; exits non-zero with a message otherwise.
 // Every wait is on a page condition with a generous timeout (a loaded 2-core machine).
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const [pageUrl, feedUrl, screenshot, davJson] = process.argv.slice(2);
 const dav = JSON.parse(davJson);
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const WAIT = { timeout: 90_000 };
 const ECHO = "hello from headless chromium";
 
-const profile = mkdtempSync(join(tmpdir(), "sockethub-demo-chromium-"));
 const problems = [];
-let context;
+let browserClose;
 let page;
 try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1400, height: 1000 },
-    args: [
-      "--no-sandbox",
-      "--disable-background-networking",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    timeout: 120_000,
-  });
-  page = context.pages()[0] ?? (await context.newPage());
+  ({ page, close: browserClose } = await launchChromium("demo"));
   page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
   page.on("console", (msg) => {
     if (msg.type() === "error") problems.push(`console error: ${msg.text()}`);
@@ -167,6 +147,5 @@ try {
     .catch(() => {});
   process.exitCode = 1;
 } finally {
-  await context?.close();
-  rmSync(profile, { recursive: true, force: true });
+  await browserClose?.();
 }

@@ -6,14 +6,10 @@
 // stdout: {"ready": true} once connected; then, after a "send" line on stdin, three dummy
 // echoes are sent and {"sent": true} is printed; after a "wait" line, the status line once it
 // reports the reconnect: {"status": <text>}. Exits non-zero with a message otherwise.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const [pageUrl] = process.argv.slice(2);
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const WAIT = { timeout: 120_000 };
 const out = (line) => process.stdout.write(`${JSON.stringify(line)}\n`);
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
@@ -22,17 +18,10 @@ const expect = async (word) => {
   if (value?.trim() !== word) throw new Error(`expected "${word}" on stdin, got ${value}`);
 };
 
-const profile = mkdtempSync(join(tmpdir(), "sockethub-recovery-chromium-"));
-let context;
+let browserClose;
 try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--no-sandbox", "--disable-background-networking", "--disable-gpu",
-      "--no-first-run", "--disable-component-update", "--disable-sync"],
-    timeout: 120_000,
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
+  let page;
+  ({ page, close: browserClose } = await launchChromium("recovery"));
   await page.goto(pageUrl, { waitUntil: "load", ...WAIT });
   await page.waitForSelector('#status[data-state="connected"]', WAIT);
   await page.waitForFunction(
@@ -71,7 +60,6 @@ try {
   console.error(`drive_recovery: ${err?.stack ?? err}`);
   process.exitCode = 1;
 } finally {
-  await context?.close();
-  rmSync(profile, { recursive: true, force: true });
+  await browserClose?.();
   process.exit();
 }
