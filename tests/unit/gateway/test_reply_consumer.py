@@ -92,7 +92,13 @@ async def client_kwargs_at_start(
 
     monkeypatch.setattr("gateway.kafka_bridge.ensure_topics", no_topics)
     monkeypatch.setattr("gateway.kafka_bridge.AIOKafkaProducer", StartedProducer)
-    monkeypatch.setattr(f"gateway.kafka_bridge.{client}", record)
+    # The reply reader is a log reader, built where all of those are.
+    home = (
+        "sockethub.runtime.kafka_clients"
+        if client == "AIOKafkaConsumer"
+        else "gateway.kafka_bridge"
+    )
+    monkeypatch.setattr(f"{home}.{client}", record)
     bridge = KafkaBridge(settings, gateway_id="gw", platforms=["dummy"], metrics=GatewayMetrics())
     with pytest.raises(Recorded):
         await bridge._start()
