@@ -8,9 +8,10 @@ in the log, ``<reply topic>|<partition>|<offset>``, so any gateway can read what
 The only state beside the log is a Redis entry per pid (:class:`RecoveryIndex`): the session
 id, the platforms and keys it used, its dialect and its *segments*, one per gateway that held
 it (that gateway's reply topic and its reader's positions when the session arrived there).
-It lives ``window`` seconds past the last refresh, and a sorted set beside it holds the
-activity ids of the results acknowledged (scored by offset), so a result whose ack went out is
-not delivered again.
+It lives ``window`` seconds past the last refresh. Acks carry no offset, so each result sent
+as an ack is followed by a ``sockethub:offset`` event with the result's position: the
+client's offset then covers its acks too, and a result whose ack went out is not delivered
+again.
 
 Restoring (:meth:`Recovery.claim`) takes the entry atomically (``GETDEL``: one gateway wins),
 tells each platform's runners that the session now lives here (a ``session_resumed`` request
@@ -41,9 +42,6 @@ from sockethub.runtime.kafka_clients import log_reader
 
 log = structlog.get_logger("gateway.recovery")
 
-ACKED_KEPT = 1024
-"""Acknowledged result ids kept per session: a reconnecting client's offset lags its acks by
-what was in transit, never by this many."""
 PARKED_MARGIN = 5
 """Seconds a disconnected session's entry outlives its window."""
 
@@ -94,7 +92,6 @@ class Restored:
     pid: str
     entry: Entry
     missed: list[tuple[str, PlatformEvent | Result]]
-    acked: set[str]
 
 
 _TAKE = """
@@ -117,9 +114,6 @@ class RecoveryIndex:
     def key(self, pid: str) -> str:
         return f"{self.prefix}:recovery:{pid}"
 
-    def acked_key(self, pid: str) -> str:
-        return f"{self.prefix}:recovery:{pid}:acked"
-
     @property
     def live_ttl(self) -> int:
         """The expiry while connected: refreshed every quarter window, so an entry outlives
@@ -133,35 +127,19 @@ class RecoveryIndex:
         return self.window + max(PARKED_MARGIN, self.window // 4)
 
     async def put(self, pid: str, entry: Entry, ttl: int | None = None) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(self.key(pid), entry.dump(), ex=ttl or self.live_ttl)
-        pipe.expire(self.acked_key(pid), ttl or self.live_ttl)
-        await pipe.execute()
+        await self.redis.set(self.key(pid), entry.dump(), ex=ttl or self.live_ttl)
 
     async def refresh(self, pids: Sequence[str]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for pid in pids:
             pipe.expire(self.key(pid), self.live_ttl)
-            pipe.expire(self.acked_key(pid), self.live_ttl)
         await pipe.execute()
 
-    async def acked(self, pid: str, activity_id: str, offset: int) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zadd(self.acked_key(pid), {activity_id: offset})
-        pipe.zremrangebyrank(self.acked_key(pid), 0, -ACKED_KEPT - 1)
-        pipe.expire(self.acked_key(pid), self.live_ttl)
-        await pipe.execute()
-
-    async def take(self, pid: str, epoch: str | None = None) -> tuple[Entry, set[str]] | None:
-        """The entry, removed (only one taker gets it), and its acknowledged ids; with
-        ``epoch``, only if it has not been claimed since."""
+    async def take(self, pid: str, epoch: str | None = None) -> Entry | None:
+        """The entry, removed (only one taker gets it); with ``epoch``, only if it has not
+        been claimed since."""
         raw = await self.redis.eval(_TAKE, 1, self.key(pid), epoch or "")
-        if raw is None:
-            return None
-        # The acked ids stay: the session keeps its pid, and a later recovery may replay
-        # from an offset older than this one.
-        ids = await self.redis.zrange(self.acked_key(pid), 0, -1)
-        return Entry.load(raw), {i.decode() if isinstance(i, bytes) else str(i) for i in ids}
+        return None if raw is None else Entry.load(raw)
 
 
 class _Barrier:
@@ -208,10 +186,9 @@ class Recovery:
         the window, unknown, or still open here). ``hold(sid)`` is called before the runners
         are told: from then on the session's live records come here and must wait for the
         replay. Raises :class:`RecoveryFailed` if its runners or records cannot be reached."""
-        taken = await self.index.take(pid)
-        if taken is None:
+        entry = await self.index.take(pid)
+        if entry is None:
             return None
-        entry, acked = taken
         if busy(entry.sid):
             # Still open here (its old connection not yet noticed gone): one sid, one session.
             await self.index.put(pid, entry)
@@ -225,7 +202,7 @@ class Recovery:
             log.warning("session_recovery_failed", session_id=entry.sid, error=repr(exc))
             raise RecoveryFailed(entry) from exc
         entry.segments.append(await self.segment())
-        return Restored(pid, entry, missed, acked)
+        return Restored(pid, entry, missed)
 
     async def _move(self, entry: Entry) -> None:
         """Route the session's runners here; returns once each has answered here."""

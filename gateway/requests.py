@@ -79,10 +79,10 @@ class RequestTracker:
         self.tracing = tracing
         """Spans when OpenTelemetry is on; None (the default) costs one test per request."""
         self._background: set[asyncio.Task[None]] = set()
-        self.on_acked: Callable[[Session, str], Awaitable[None]] | None = None
-        """Awaited before a result goes out as an acknowledgement (session, activity id),
-        while its reply record is being dispatched: connection state recovery must not
-        deliver it again, and a mark written first can never be missing for an ack sent."""
+        self.on_acked: Callable[[Session], Awaitable[None]] | None = None
+        """Awaited right after a result went out as an acknowledgement, while its reply
+        record is being dispatched: connection state recovery tells the client the record's
+        position, so that a client that got the ack never has it delivered again."""
 
     async def submit(
         self,
@@ -257,9 +257,9 @@ class PendingRequest:
         if result.error is not None and "error" not in activity:
             activity = {**activity, "error": result.error}
         answer = result_ack(activity, self.request.platform, self.dialect, original=self.payload)
-        if self.reply is not None and self._tracker.on_acked is not None:
-            await self._tracker.on_acked(self.session, self.request.activity_id)
         await self._tracker.finish(self, outcome, answer, result.traceparent)
+        if self.reply is not None and self._tracker.on_acked is not None:
+            await self._tracker.on_acked(self.session)
 
     def delivery_done(self, delivery: asyncio.Future[object]) -> None:
         """The record's delivery has settled; a failure answers the request now."""

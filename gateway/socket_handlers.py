@@ -18,7 +18,7 @@ import structlog
 
 from gateway.address_cap import AddressCap
 from gateway.client_address import ClientAddress, address_key, parse_networks
-from gateway.kafka_bridge import REPLY_POSITION, DeliveryError, KafkaBridge, parse_position
+from gateway.kafka_bridge import REPLY_POSITION, DeliveryError, KafkaBridge
 from gateway.limits import RATE_LIMITED, TOO_MANY_CONNECTIONS, RateLimiter, Verdict
 from gateway.metrics import GatewayMetrics
 from gateway.packets import Refused
@@ -56,6 +56,8 @@ ENDED_BY_CLIENT = frozenset({"client disconnect", "server disconnect"})
 ping timeout) it stays recoverable for the window."""
 ADMITTED = "sockethub.admitted"
 """Environ key: the engine.io handshake's admission, ``(address, cap key, allowed)``."""
+OFFSET_EVENT = "sockethub:offset"
+"""Carries only a log position (see ``_acked``); clients have no handler for it."""
 EXPIRE_ATTEMPTS = 4
 """Tries at ending a session whose window passed while Redis does not answer."""
 
@@ -259,9 +261,7 @@ class ProtocolHandlers:
         replayed = self._replayed.setdefault(session.sid, set())
         count = 0
         for at, record in restored.missed:
-            if isinstance(record, Result) and (
-                record.activity_id in restored.acked or record.verb == SESSION_RESUMED
-            ):
+            if isinstance(record, Result) and record.verb == SESSION_RESUMED:
                 continue
             replayed.add(at)
             count += 1
@@ -313,11 +313,15 @@ class ProtocolHandlers:
         entry.used, entry.dialect = sorted(session.used), session.dialect
         self._requests.spawn(self._index_put(session.pid, entry))
 
-    async def _acked(self, session: Session, activity_id: str) -> None:
-        found = parse_position(REPLY_POSITION.get())
-        if self._recovery is None or session.pid is None or found is None:
-            return
-        await self._quietly(self._recovery.index.acked(session.pid, activity_id, found[2]))
+    async def _acked(self, session: Session) -> None:
+        """Socket.IO clients take the last argument of any event as their offset, and acks
+        carry none: this event after each ack moves the client's offset past the result,
+        so a recovery replays only results whose acks the client never got. One
+        connection keeps packets in order, so an offset past the result means the ack
+        came first."""
+        at = REPLY_POSITION.get()
+        if session.pid is not None and at is not None:
+            await self._sio.emit(OFFSET_EVENT, at, to=session.sid)
 
     @staticmethod
     async def _quietly(work: Any) -> None:

@@ -1,4 +1,4 @@
-"""The recovery index on a real Redis: one taker per pid, epochs, acked ids, expiry."""
+"""The recovery index on a real Redis: one taker per pid, epochs, expiry."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from gateway.recovery import ACKED_KEPT, Entry, RecoveryIndex
+from gateway.recovery import Entry, RecoveryIndex
 from sockethub.runtime.redis_client import redis_client
 
 pytestmark = [pytest.mark.redis]
@@ -17,20 +17,16 @@ def entry() -> Entry:
     return Entry("sid-1", [("p.replies.a", {0: 5, 1: 0, 2: 7})], [("irc", "alice")], "g2")
 
 
-async def test_an_entry_is_taken_once_with_its_acked_ids(redis_url: str) -> None:
+async def test_an_entry_is_taken_once(redis_url: str) -> None:
     redis = redis_client(redis_url)
     index = RecoveryIndex(redis, f"t{uuid.uuid4().hex[:8]}", window=30)
     try:
         put = entry()
         await index.put("pid", put)
-        await index.acked("pid", "act-1", 3)
-        await index.acked("pid", "act-2", 4)
         taken = await asyncio.gather(index.take("pid"), index.take("pid"))
         won = [t for t in taken if t is not None]
         assert len(won) == 1
-        got, acked = won[0]
-        assert got == put
-        assert acked == {"act-1", "act-2"}
+        assert won == [put]
         assert await index.take("pid") is None
     finally:
         await redis.aclose()
@@ -47,19 +43,16 @@ async def test_a_claimed_entry_is_not_taken_under_its_old_epoch(redis_url: str) 
         await index.put("pid", claimed)
         assert await index.take("pid", first.epoch) is None  # the old holder's timer
         taken = await index.take("pid", claimed.epoch)
-        assert taken is not None and taken[0] == claimed
+        assert taken == claimed
     finally:
         await redis.aclose()
 
 
-async def test_acked_ids_are_bounded_and_entries_expire(redis_url: str) -> None:
+async def test_entries_expire(redis_url: str) -> None:
     redis = redis_client(redis_url)
     index = RecoveryIndex(redis, f"t{uuid.uuid4().hex[:8]}", window=1)
     try:
         await index.put("pid", entry())
-        for n in range(ACKED_KEPT + 5):
-            await index.acked("pid", f"act-{n}", n)
-        assert await redis.zcard(index.acked_key("pid")) == ACKED_KEPT
         assert await redis.ttl(index.key("pid")) <= index.live_ttl
         await index.put("pid", entry(), ttl=1)
         await asyncio.sleep(2.5)
@@ -78,6 +71,6 @@ async def test_a_parked_entry_outlives_a_late_window_timer(redis_url: str) -> No
         await index.put("pid", parked, index.parked_ttl)
         await asyncio.sleep(index.window + 1.0)
         taken = await index.take("pid", parked.epoch)
-        assert taken is not None and taken[0] == parked
+        assert taken == parked
     finally:
         await redis.aclose()

@@ -159,3 +159,19 @@ async def test_g2_answers_keep_their_shape() -> None:
     assert await tracker.submit(session, req, "s1", payload, "g2", acks) is None
     await bridge.reply(result(req, dict(ACTIVITY), error="Error: x"))
     assert acks.sent == [{"context": "error", "error": "Error: x", "content": payload}]
+
+
+async def test_the_ack_hook_runs_after_the_ack_went_out() -> None:
+    """Connection state recovery tells the client the result's position after its ack: a
+    position sent first would cover a result whose ack a dying gateway never sent."""
+    bridge, tracker, session, acks, req, _ = await submitted()
+    order: list[str] = []
+
+    async def after_ack(who: Session) -> None:
+        assert who is session
+        order.append(f"hook after {len(acks.sent)} ack(s)")
+
+    tracker.on_acked = after_ack
+    await bridge.reply(result(req, dict(ACTIVITY)))
+    await bridge.reply(result(req, dict(ACTIVITY)))  # a duplicate: no second ack, no hook
+    assert order == ["hook after 1 ack(s)"]
