@@ -3,16 +3,16 @@
 // or {"close": true}; each stdout line is one of {"connect": {id, recovered}},
 // {"message": <payload>, "offset": <its offset>}, {"ack": <answer>, "tag": <the emit's>},
 // {"disconnect": <reason>}.
-// Usage: node recovery_client.mjs <gateway url> [socket.io path]
+// Usage: node recovery_client.mjs <gateway url> [socket.io path] [transports, comma-separated]
 import { createInterface } from "node:readline";
 import { io } from "socket.io-client";
 
-const [url, path = "/sockethub"] = process.argv.slice(2);
+const [url, path = "/sockethub", transports = "websocket"] = process.argv.slice(2);
 const out = (line) => process.stdout.write(`${JSON.stringify(line)}\n`);
 
 const socket = io(url, {
   path,
-  transports: ["websocket"],
+  transports: transports.split(","),
   reconnectionDelay: 200,
   reconnectionDelayMax: 500,
 });
