@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import socketio
@@ -28,7 +28,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.packets import PacketLimits, SockethubPacket
 from gateway.recovery import Recovery, RecoveryIndex
 from gateway.settings import GatewaySettings
-from gateway.socket_handlers import ProtocolHandlers
+from gateway.socket_handlers import PARKED, ProtocolHandlers
 from gateway.transport.engineio_server import LeanSockethubServer
 from schemas.platform_registry import PlatformRegistry
 from sockethub.runtime.credentials import CredentialStore
@@ -38,6 +38,10 @@ from sockethub.runtime.redis_client import redis_client
 from sockethub.runtime.tracing import tracing_from_env
 
 log = structlog.get_logger("gateway")
+
+PARK_WAIT = 5.0
+"""Seconds a stopping gateway waits for acknowledgements under way before it closes the
+transports of the sessions it parks (each is one Redis round trip)."""
 
 
 def packet_limits(settings: GatewaySettings) -> PacketLimits:
@@ -75,6 +79,9 @@ class GatewayApps:
     internal: ASGIApp
     """Probes and metrics, for the orchestrator and Prometheus only (no lifespan)."""
     readiness: Readiness
+    park: Callable[[], Awaitable[None]] | None = None
+    """With recovery on: parks every session and closes the transports, once the server has
+    stopped accepting connections and before it closes them itself (a clean shutdown)."""
 
 
 def create_app(settings: GatewaySettings) -> ASGIApp:
@@ -125,6 +132,11 @@ def create_apps(
             session_count=handlers.sessions.__len__, dead_letters=dead_letters,
         )  # fmt: skip
     actions = HttpActions(settings, handlers, redis) if settings.http_actions else None
+    park: Callable[[], Awaitable[None]] | None = None
+    if recovery is not None:
+
+        async def park() -> None:
+            await handlers.park_all(lambda: sio.close_transports(PARKED), PARK_WAIT)
 
     async def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
@@ -202,4 +214,4 @@ def create_apps(
             *(admin.routes() if admin is not None else []),
         ]
     )
-    return GatewayApps(public=public, internal=internal, readiness=readiness)
+    return GatewayApps(public=public, internal=internal, readiness=readiness, park=park)

@@ -195,12 +195,22 @@ class Recovery:
             return None
         entry.epoch = secrets.token_hex(8)
         hold(entry.sid)
+        clock = asyncio.get_running_loop().time
+        started = clock()
         try:
             await self._move(entry)
+            moved = clock()
             missed = await self._read(entry, parse_position(offset))
         except Exception as exc:
             log.warning("session_recovery_failed", session_id=entry.sid, error=repr(exc))
             raise RecoveryFailed(entry) from exc
+        log.info(
+            "session_claimed",
+            session_id=entry.sid,
+            move_ms=round((moved - started) * 1000),
+            read_ms=round((clock() - moved) * 1000),
+            missed=len(missed),
+        )
         entry.segments.append(await self.segment())
         return Restored(pid, entry, missed)
 

@@ -16,6 +16,7 @@ and frees its session's in-flight slot and bytes, so a request gets exactly one 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -83,6 +84,15 @@ class RequestTracker:
         """Awaited right after a result went out as an acknowledgement, while its reply
         record is being dispatched: connection state recovery tells the client the record's
         position, so that a client that got the ack never has it delivered again."""
+        self.holding_acks = False
+        """Set when the gateway parks its sessions to stop: results are no longer acknowledged,
+        so each is either acknowledged (with its position) before the transports close or
+        left after the client's offset in the log, for the gateway that recovers the
+        session."""
+        self._acking = 0
+        """Acknowledgements between their send and their position's: parking waits for them."""
+        self._no_acking = asyncio.Event()
+        self._no_acking.set()
 
     async def submit(
         self,
@@ -192,6 +202,23 @@ class RequestTracker:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def ack_started(self) -> None:
+        self._acking += 1
+        self._no_acking.clear()
+
+    def ack_ended(self) -> None:
+        self._acking -= 1
+        if not self._acking:
+            self._no_acking.set()
+
+    async def hold_acks(self, wait: float) -> None:
+        """Acknowledge no more results, and wait (``wait`` seconds at most) for those
+        under way to be sent."""
+        self.holding_acks = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self._no_acking.wait()
+
     async def close(self) -> None:
         """Let the background tasks finish (on shutdown)."""
         if self._background:
@@ -257,9 +284,17 @@ class PendingRequest:
         if result.error is not None and "error" not in activity:
             activity = {**activity, "error": result.error}
         answer = result_ack(activity, self.request.platform, self.dialect, original=self.payload)
-        await self._tracker.finish(self, outcome, answer, result.traceparent)
-        if self.reply is not None and self._tracker.on_acked is not None:
-            await self._tracker.on_acked(self.session)
+        tracker = self._tracker
+        if tracker.holding_acks:
+            log.debug("ack_held", activity_id=self.request.activity_id)
+            return
+        tracker.ack_started()
+        try:
+            await tracker.finish(self, outcome, answer, result.traceparent)
+            if self.reply is not None and tracker.on_acked is not None:
+                await tracker.on_acked(self.session)
+        finally:
+            tracker.ack_ended()
 
     def delivery_done(self, delivery: asyncio.Future[object]) -> None:
         """The record's delivery has settled; a failure answers the request now."""

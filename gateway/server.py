@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
+import structlog
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -15,6 +16,8 @@ from gateway.app import create_app, create_apps
 from gateway.settings import GatewaySettings
 from gateway.transport.uvicorn_protocol import LeanWebSocketProtocol
 from sockethub.runtime.observability import configure_logging
+
+log = structlog.get_logger("gateway.server")
 
 
 def uvicorn_config(settings: GatewaySettings, app: ASGIApp | None = None) -> uvicorn.Config:
@@ -39,6 +42,30 @@ def uvicorn_config(settings: GatewaySettings, app: ASGIApp | None = None) -> uvi
         # websocket pings would add a second timer and frame per connection.
         ws_ping_interval=None,
     )
+
+
+class PublicServer(uvicorn.Server):
+    """The public listener. With ``park`` (recovery on), its shutdown stops accepting
+    connections, then lets ``park`` hand the sessions over and close their transports,
+    then closes what is left as uvicorn does (the lifespan shutdown finishes the rest)."""
+
+    def __init__(
+        self, config: uvicorn.Config, park: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        super().__init__(config)
+        self._park = park
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._park is not None:
+            for server in self.servers:
+                server.close()
+            for sock in sockets or []:
+                sock.close()
+            try:
+                await self._park()
+            except Exception as exc:  # the sessions are then lost as after a kill
+                log.error("sessions_not_parked", error=repr(exc))
+        await super().shutdown(sockets)
 
 
 class InternalServer(uvicorn.Server):
@@ -80,7 +107,7 @@ async def serve_both(
     """The public server owns the signals and the lifespan; the internal one answers
     probes until the public one has finished its shutdown."""
     apps = create_apps(settings, dead_letters=dead_letters)
-    public = uvicorn.Server(uvicorn_config(settings, apps.public))
+    public = PublicServer(uvicorn_config(settings, apps.public), apps.park)
     apps.readiness.serving = lambda: public.started and not public.should_exit
     internal = InternalServer(internal_config(settings, apps.internal))
     internal_task = asyncio.create_task(internal.serve(sockets=[internal_socket]))

@@ -193,5 +193,8 @@ class Sessions:
             session.closed = True
         return session
 
+    def sids(self) -> list[str]:
+        return list(self._by_sid)
+
     def __len__(self) -> int:
         return len(self._by_sid)

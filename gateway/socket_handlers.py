@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import sys
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,8 @@ PID: ContextVar[str | None] = ContextVar("pid", default=None)
 ENDED_BY_CLIENT = frozenset({"client disconnect", "server disconnect"})
 """Disconnect reasons that end a session at once; after any other (a lost transport, a
 ping timeout) it stays recoverable for the window."""
+PARKED = "server shutting down"
+"""The disconnect reason of the sessions a stopping gateway parks (:meth:`park_all`)."""
 ADMITTED = "sockethub.admitted"
 """Environ key: the engine.io handshake's admission, ``(address, cap key, allowed)``."""
 OFFSET_EVENT = "sockethub:offset"
@@ -108,6 +111,10 @@ class ProtocolHandlers:
         self._replayed: dict[str, set[str]] = {}
         """sid -> positions delivered by its replay (the live reader may see them too)."""
         self._refresher: asyncio.Task[None] | None = None
+        self._parking = False
+        self._parked = 0
+        """The gateway is stopping with recovery on: every session it loses is parked for
+        another gateway (:meth:`park_all`), none ends."""
         self._no_ack: object = sio.not_handled
         """Returned by a handler to send no acknowledgement at all (a dropped event)."""
         self._settings = settings
@@ -257,6 +264,8 @@ class ProtocolHandlers:
         session.dialect = entry.dialect  # type: ignore[assignment]
         self._entries[session.sid] = entry
         self._requests.spawn(self._index_put(session.pid, entry))
+        # Its credentials may have been set to expire with a parked entry (park_all).
+        self._requests.spawn(self._quietly(self._store.expire_session(session.sid)))
         self._start_refresher()
         replayed = self._replayed.setdefault(session.sid, set())
         count = 0
@@ -375,6 +384,10 @@ class ProtocolHandlers:
         self._replayed.pop(sid, None)
         entry = self._entries.pop(sid, None)
         if entry is not None and session.pid is not None and self._recovery is not None:
+            if self._parking and str(reason) != "client disconnect":
+                self._parked += 1
+                self._requests.spawn(self._park(session.sid, session.pid, entry))
+                return
             if str(reason) not in ENDED_BY_CLIENT:
                 # Recoverable for the window: nothing ends yet (credentials, runners' state).
                 window = self._recovery.window
@@ -416,6 +429,38 @@ class ProtocolHandlers:
             )
         except Exception as exc:
             log.warning("credentials_cleanup_failed", session_id=session.sid, error=str(exc))
+
+    async def park_all(self, transports: Callable[[], Awaitable[None]], wait: float) -> None:
+        """The gateway stops with recovery on: park every session as a lost transport
+        would, for its client to recover on another gateway, and close the transports.
+
+        Acknowledgements stop first, and those under way are waited for (``wait`` seconds
+        at most): each result is then either acknowledged before its transport closes or
+        left unmarked in the log, so the recovering gateway delivers it, once.
+        ``transports()`` closes the connections without a Socket.IO DISCONNECT packet
+        (a client that gets one does not reconnect); each close parks its session here.
+        No window timer is armed (this process will not run it): past the window the
+        runners release the sessions' connections as after a kill, and the credentials
+        expire with the index entry."""
+        assert self._recovery is not None
+        self._parking = True
+        await self._requests.hold_acks(wait)
+        try:
+            await transports()
+        except Exception as exc:
+            log.warning("transports_not_closed", error=repr(exc))
+        for sid in self.sessions.sids():  # a transport that did not report its close
+            await self.disconnect(sid, PARKED)
+        log.info("sessions_parked", count=self._parked)
+
+    async def _park(self, sid: str, pid: str, entry: Entry) -> None:
+        assert self._recovery is not None
+        ttl = self._recovery.index.parked_ttl
+        await self._index_put(pid, entry, ttl)
+        try:
+            await self._store.expire_session(sid, ttl)
+        except Exception as exc:
+            log.warning("credentials_expiry_not_set", session_id=sid, error=type(exc).__name__)
 
     async def close(self) -> None:
         """Finish session clean-ups and answers that are under way (on shutdown)."""

@@ -7,9 +7,11 @@ seconds, one ``MGET`` for all of them, and hands the answer to :class:`OrphanJud
 decides without I/O (so that the decision is unit-tested on its own):
 
 - a route whose key is missing on every check for at least ``confirm`` seconds has lost its
-  gateway: its sessions are orphans. The key only vanishes ``heartbeat_ttl`` seconds after the
-  gateway's last write; ``confirm`` (two heartbeat intervals) adds the time a gateway needs to
-  write it again after Redis lost its data, so a Redis restart releases nothing;
+  gateway: its sessions are orphans. A killed gateway's key vanishes ``heartbeat_ttl``
+  seconds after its last write; a gateway that stops cleanly deletes it (with recovery on,
+  it parked its sessions and sent no ``session_closed``). ``confirm`` (two heartbeat
+  intervals, plus the recovery window) adds the time a gateway needs to write it again
+  after Redis lost its data, so a Redis restart releases nothing;
 - a route whose key carries another incarnation than the one a session was first seen under
   was restarted under the same gateway id: the sessions of the previous life are orphans,
   those first seen under the new one are not;

@@ -6,7 +6,8 @@ This is the only module that uses python-socketio's private API: the overrides o
 ``_send_packet`` (in :meth:`SockethubServer.send_ack`, an acknowledgement sent after its
 handler has returned), and of ``_binary_packet`` (taken over as soon as python-socketio
 stores a binary packet, whose attachments are collected here within a byte limit) and
-``_handle_eio_disconnect``. ``tests/unit/gateway/transport/test_socketio_server.py``,
+``_handle_eio_disconnect``, and engine.io's sockets (:meth:`SockethubServer.close_transports`).
+``tests/unit/gateway/transport/test_socketio_server.py``,
 ``test_raw_packets.py`` and ``test_fuzz_frames.py`` check
 the behaviour the gateway relies on through a real server and client.
 """
@@ -119,6 +120,23 @@ class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
         """Answer CONNECTs of the default namespace with a ``pid``, and let ``resume`` decide
         which session a reconnecting client gets back."""
         self._resume = resume
+
+    async def close_transports(self, reason: str) -> None:
+        """Close every engine.io connection without the Socket.IO DISCONNECT packet, after
+        sending what is queued: socket.io-client takes a DISCONNECT as final ("io server
+        disconnect"), a closed transport as a reason to reconnect (with its pid and offset).
+        Each close reports the disconnect, with ``reason``, to the handlers."""
+        for socket in list(self.eio.sockets.values()):
+            if socket.closed or socket.closing:
+                continue
+            try:
+                # engine.io's CLOSE packet, not Socket.IO's DISCONNECT: a polling client
+                # reconnects when its poll returns it.
+                await socket.close(wait=False, reason=reason)
+                if socket.upgraded:  # the websocket's writer flushes, then closes it
+                    socket.queue.put_nowait(None)
+            except Exception as exc:  # one broken connection must not keep the others
+                self.logger.info("%s: transport not closed: %r", socket.sid, exc)
 
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
         """python-socketio's (with ``always_connect``), but the CONNECT answer carries the

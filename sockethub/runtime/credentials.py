@@ -222,6 +222,18 @@ class CredentialStore:
                 pipe.delete(*session_keys, self._closed_key(session_id))
             await pipe.execute()
 
+    async def expire_session(self, session_id: str, ttl: int | None = None) -> None:
+        """Set the session's keys to expire ``ttl`` seconds from now (the store's ``ttl``
+        when None), without ending it: a read or write still slides them. A gateway that
+        parks a session it will not end itself bounds its credentials by this."""
+        index = self._index_key(session_id)
+        raw: dict[Any, Any] = await self._redis.hgetall(index)
+        seconds = self._ttl if ttl is None else ttl
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in [*(_text(k) for k in raw), index, self._session_secret_key(session_id)]:
+                pipe.expire(key, seconds)
+            await pipe.execute()
+
     async def delete_session(self, session_id: str) -> None:
         await self.end_session(session_id, 0)
 

@@ -1,7 +1,9 @@
 """Gateway liveness in Redis: how runners learn that a gateway died without a goodbye.
 
-A gateway that exits normally sends a ``session_closed`` record for each of its sessions;
-one killed with ``kill -9`` (or by the OOM killer) sends nothing. So each gateway keeps one
+A gateway that exits normally ends its sessions with a ``session_closed`` record each, or,
+with connection state recovery on, parks them for another gateway to recover, and deletes
+its key; one killed with ``kill -9`` (or by the OOM killer) sends nothing and its key
+expires. So each gateway keeps one
 Redis key alive, named after its reply topic (which every request carries as its
 ``reply_route``, so a runner knows it without asking), set every ``heartbeat_interval``
 seconds with an expiry of ``heartbeat_ttl``. The value is an incarnation token, random per
@@ -85,10 +87,18 @@ class GatewayHeartbeat:
             await self._beat_logged()
 
     async def stop(self) -> None:
+        """Stop beating and delete the keys: runners learn at their next check, not a
+        ``ttl`` later, that this gateway holds nothing any more (its sessions were ended,
+        or parked for another gateway to recover)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        try:
+            async with asyncio.timeout(self._interval):
+                await self._redis.delete(self.key, self.sessions_key)
+        except Exception as exc:  # the key expires on its own
+            log.warning("heartbeat.delete_failed", error=type(exc).__name__)
 
 
 async def read_heartbeats(

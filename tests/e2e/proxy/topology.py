@@ -27,8 +27,13 @@ WAIT = 60.0
 
 
 def haproxy_config(port: int, gateways: list[GatewayProcess], *, sticky: bool) -> str:
+    """What an ingress in front of gateways has: each server checked against the
+    gateway's readiness on its internal port (``/readyz`` says 503 as soon as a gateway
+    stops), and a connection the dead server refuses retried on another one at once
+    (``option redispatch 1``) instead of on the same one after a turn-around second."""
     servers = "\n".join(
-        f"    server g{n} {PROXY_ADDRESS}:{gw.port}" + (f" cookie g{n}" if sticky else "")
+        f"    server g{n} {PROXY_ADDRESS}:{gw.port} check port {internal_port(gw)}"
+        + (f" cookie g{n}" if sticky else "")
         for n, gw in enumerate(gateways, 1)
     )
     cookie = f"    cookie {COOKIE} insert indirect nocache\n" if sticky else ""
@@ -37,7 +42,10 @@ def haproxy_config(port: int, gateways: list[GatewayProcess], *, sticky: bool) -
 
 defaults
     mode http
+    retries 3
+    option redispatch 1
     timeout connect 5s
+    timeout check 2s
     timeout client 120s
     timeout server 120s
     timeout tunnel 1h
@@ -50,8 +58,16 @@ frontend sockethub
 backend gateways
     balance roundrobin
     source {PROXY_ADDRESS}
+    option httpchk GET /readyz
+    http-check expect status 200
+    default-server inter 1s fastinter 250ms downinter 1s fall 2 rise 2
 {cookie}{servers}
 """
+
+
+def internal_port(gateway: GatewayProcess) -> int:
+    """The port of the gateway's ``/readyz``."""
+    return gateway.internal_port or gateway.port + 1
 
 
 @contextlib.contextmanager

@@ -123,3 +123,20 @@ async def test_delete_session_removes_everything(redis: Redis, prefix: str) -> N
     assert await store.get("keep", "irc", "a") == CREDS
     remaining = await _keys(redis, prefix)
     assert remaining and all(b"{keep}" in key for key in remaining)
+
+
+async def test_a_parked_session_expires_with_its_entry_until_it_is_used_again(
+    redis: Redis, prefix: str
+) -> None:
+    """A gateway that stops parks its sessions with no timer to end them: their keys are set
+    to expire with the recovery entry; a recovery (or any use) gives them the full expiry."""
+    store = CredentialStore(redis, SECRET, prefix=prefix, ttl=3600)
+    await store.put("sid-1", "irc", "nick@irc.example", CREDS)
+    await store.put("sid-1", "xmpp", "nick@xmpp.example", CREDS)
+    await store.expire_session("sid-1", 30)
+    keys = await _keys(redis, prefix)
+    assert len(keys) == 4  # two items, the index, the session secret
+    assert all(0 < ttl <= 30 for ttl in [await redis.ttl(key) for key in keys])
+    assert await store.get("sid-1", "irc", "nick@irc.example") == CREDS  # still there
+    await store.expire_session("sid-1")
+    assert all(ttl > 30 for ttl in [await redis.ttl(key) for key in keys])

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.recovery import RecoveryIndex
 from platform_runners.irc.message import Message
+from sockethub.runtime.redis_client import redis_client
 from tests.fixtures.gateway import Client, GatewayProcess, running_gateway
 from tests.fixtures.persistent import LOOPBACK_ALLOWLIST
 from tests.fixtures.runners import RunnerStack, started_runners
@@ -102,6 +104,33 @@ async def test_with_recovery_the_connections_ride_through_the_window_then_quit(
     await _killed_then_quit(gateway, irc_runner, ngircd, capsys, low=WINDOW, high=WINDOW + 10)
 
 
+@pytest.mark.parametrize("window", [WINDOW])
+async def test_a_clean_stop_parks_the_sessions_then_their_connections_quit(
+    gateway: GatewayProcess,
+    irc_runner: RunnerStack,
+    ngircd: Ngircd,
+    redis_url: str,
+    prefix: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SIGTERM with recovery on: the session is parked (no session_closed), and nobody
+    reconnects. The runner releases the connection as after a kill, no sooner than the
+    window and no later than after a kill (the liveness key goes at the stop, it does not
+    have to expire), and the credentials expire with the parked entry."""
+    redis = redis_client(redis_url)
+    try:
+        await _killed_then_quit(
+            gateway, irc_runner, ngircd, capsys, low=WINDOW, high=WINDOW + 10, clean=True
+        )
+        sid = gateway.log_text().split('"session_id": "', 1)[1].split('"', 1)[0]
+        parked = RecoveryIndex(redis, prefix, WINDOW).parked_ttl
+        async with asyncio.timeout(parked + 10):
+            while await redis.exists(f"{prefix}:creds:{{{sid}}}:index"):  # noqa: ASYNC110
+                await asyncio.sleep(0.5)
+    finally:
+        await redis.aclose()
+
+
 async def _killed_then_quit(
     gateway: GatewayProcess,
     irc_runner: RunnerStack,
@@ -110,6 +139,7 @@ async def _killed_then_quit(
     *,
     low: float,
     high: float,
+    clean: bool = False,
 ) -> None:
     channel = f"#orphan{uuid.uuid4().hex[:6]}"
     seen: list[Message] = []
@@ -125,19 +155,25 @@ async def _killed_then_quit(
         assert "error" not in joined, joined
         await until(lambda: any(m.command == "JOIN" and m.nick == name for m in seen))
 
-        os.killpg(gateway.proc.pid, signal.SIGKILL)
         killed = time.monotonic()
-        gateway.proc.wait(10)
+        if clean:
+            assert await asyncio.to_thread(gateway.stop) in (0, -signal.SIGTERM)
+        else:
+            os.killpg(gateway.proc.pid, signal.SIGKILL)
+            gateway.proc.wait(10)
         # Generous here; the figure is checked against the issue's bound below.
         await until(lambda: any(m.command == "QUIT" and m.nick == name for m in seen), 120)
         elapsed = time.monotonic() - killed
         with capsys.disabled():
             print(
-                f"\norphan: kill -9 of the gateway to the IRC QUIT: {elapsed:.1f} s "
+                f"\norphan: {'SIGTERM' if clean else 'kill -9'} of the gateway to the IRC "
+                f"QUIT: {elapsed:.1f} s "
                 f"(at least {low} s, bound {high} s)"
             )
         assert low <= elapsed <= high
         irc_runner.processes[0].wait_for_log("persistent.orphan.released", timeout=5)
+        if clean:  # released as an orphan at the window's end, not ended with a grace
+            assert "persistent.grace.expired" not in irc_runner.processes[0].log_text()
     finally:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):

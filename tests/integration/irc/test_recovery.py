@@ -19,7 +19,13 @@ from platform_runners.irc.message import Message
 from tests.e2e.proxy.topology import haproxy
 from tests.fixtures.gateway import GatewayFactory, GatewayProcess, wait_ready
 from tests.fixtures.persistent import LOOPBACK_ALLOWLIST
-from tests.fixtures.recovery import NodeClient, kill9, logged_requests, replacement
+from tests.fixtures.recovery import (
+    NodeClient,
+    kill9,
+    logged_requests,
+    replacement,
+    sigterm,
+)
 from tests.fixtures.runners import RunnerStack, started_runners
 from tests.integration.irc.ngircd import Ngircd
 from tests.integration.irc.test_e2e import HOST, activity, nick, room
@@ -108,6 +114,29 @@ async def test_twenty_clients_through_haproxy_resume_on_the_other_gateway(
         await _scenario(20, url, one, lambda: two, ngircd, prefix, stack_env, redis_url)
 
 
+async def test_clients_through_haproxy_resume_after_a_clean_stop_of_their_gateway(
+    gateway_factory: GatewayFactory,
+    irc_runner: RunnerStack,
+    ngircd: Ngircd,
+    prefix: str,
+    stack_env: dict[str, str],
+    redis_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A rolling restart: SIGTERM to one of two gateways behind HAProxy while its clients'
+    sends are under way. They are not told to go away; they reconnect through the proxy to
+    the other and recover there, with every result and channel message once."""
+    one = gateway_factory(topic_prefix=prefix, wait=False, **SETTINGS)
+    two = gateway_factory(topic_prefix=prefix, wait=False, **SETTINGS)
+    wait_ready(one)
+    wait_ready(two)
+    with haproxy([one, two], tmp_path, sticky=False) as url, capsys.disabled():
+        await _scenario(
+            CLIENTS, url, one, lambda: two, ngircd, prefix, stack_env, redis_url, clean=True
+        )
+
+
 async def _scenario(
     count: int,
     url: str,
@@ -117,10 +146,12 @@ async def _scenario(
     prefix: str,
     stack_env: dict[str, str],
     redis_url: str,
+    *,
+    clean: bool = False,
 ) -> None:
-    """``count`` clients through ``url`` join one channel; ``victim`` is killed while their
-    sends are under way and the watcher talks; ``replace()`` gives the gateway they
-    reconnect to."""
+    """``count`` clients through ``url`` join one channel; ``victim`` is killed (``clean``:
+    stopped with SIGTERM) while their sends are under way and the watcher talks;
+    ``replace()`` gives the gateway they reconnect to."""
     channel = f"#rec{uuid.uuid4().hex[:6]}"
     seen: list[Message] = []
     watcher = connection(ngircd, seen)
@@ -157,16 +188,23 @@ async def _scenario(
                 obj = {"type": "message", "content": text}
                 client.send(activity("send", name, target=room(channel), object=obj), tag=text)
         early = [await clients[moved[-1]].next("ack")]  # the sends are under way: kill now
-        kill9(victim)
         killed = time.monotonic()
+        stopping = asyncio.ensure_future(sigterm(victim)) if clean else None
+        if not clean:
+            kill9(victim)
         for k in range(OUTAGE):
             await watcher.say("PRIVMSG", channel, f"outage-{k}")
-        for n in moved:
-            await clients[n].next("disconnect")
+        reasons = Counter([await clients[n].next("disconnect") for n in moved])
+        if stopping is not None:
+            await stopping
+        stopped_in = time.monotonic() - killed
 
         b = replace()
         firsts = {n: await clients[n].next("connect") for n in moved}
         recovered_in = time.monotonic() - killed
+        lost = [clients[n].seen["disconnect"][-1] - killed for n in moved]
+        back = sorted(clients[n].seen["connect"][-1] - killed for n in moved)
+        failed = sum(len(clients[n].seen["failed"]) for n in moved)
         await watcher.say("PRIVMSG", channel, "after-0")
         # Re-sent credentials, connect and join on a recovered session: harmless.
         again, name = clients[moved[0]], names[moved[0]]
@@ -228,10 +266,18 @@ async def _scenario(
     later = seen[logins:]
     assert not [m for m in later if m.nick in names and m.command in ("JOIN", "QUIT", "NICK")]
     assert b.gateway_id != victim.gateway_id
+    how = "SIGTERM" if clean else "kill -9"
     print(
-        f"\nrecovery: {count} clients, {len(moved)} on the killed gateway; kill -9 to all "
+        f"\nrecovery: {count} clients, {len(moved)} on the stopped gateway; {how} to all "
         f"of those reconnected and recovered: {recovered_in:.1f} s; outage messages "
         f"delivered {total_missed} (= {count} x {OUTAGE}); in-flight sends answered once "
         f"{answered} of {count * IN_FLIGHT} ({sum(len(x) for x in logged)} reached the log, "
-        "all of those answered); no new IRC login"
+        "all of those answered); no new IRC login\n"
+        f"  where the time went: disconnects seen {min(lost):.1f}-{max(lost):.1f} s "
+        f"({dict(reasons)}); the gateway gone after {stopped_in:.1f} s; reconnected "
+        f"{back[0]:.1f} s (first), {back[len(back) // 2]:.1f} s (median), {back[-1]:.1f} s "
+        f"(last); {failed} failed reconnect attempts"
     )
+    if clean:
+        # Not told to go away: "io server disconnect" is final for socket.io-client.
+        assert set(reasons) <= {"transport close", "transport error"}, reasons
