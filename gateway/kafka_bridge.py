@@ -142,7 +142,6 @@ class KafkaBridge:
             self._producer,
             linger_ms=self._settings.produce_linger_ms,
             batch_above_rate=self._settings.kafka_batch_above_rate,
-            fill_s=self._settings.kafka_batch_fill_ms / 1000,
         )
         consumer = AIOKafkaConsumer(
             **kwargs,

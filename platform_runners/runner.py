@@ -44,7 +44,7 @@ from schemas.codec import CodecError
 from schemas.envelopes import SESSION_RESUMED, JSONDict, Request, RequestKind
 from schemas.platform_registry import PlatformDescriptor
 from schemas.topics import MAX_RECORD_BYTES, TopicLayout
-from sockethub.runtime.adaptive import FetchMinimum, record_size
+from sockethub.runtime.adaptive import FetchMinimum
 from sockethub.runtime.codecs import codec_from_settings
 from sockethub.runtime.credentials import CredentialStore
 from sockethub.runtime.kafka_clients import (
@@ -232,8 +232,6 @@ class Runner:
             self._consumer,
             min_bytes=self.settings.kafka_fetch_min_bytes,
             batch_above_rate=self.settings.kafka_batch_above_rate,
-            fill_s=self.settings.kafka_batch_fill_ms / 1000,
-            wait_ms=self.settings.kafka_fetch_wait_ms,
         )
         self._fetch_minimum.fetched(0)  # idle until records come
         self.started = True
@@ -271,10 +269,7 @@ class Runner:
                     continue
                 batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
                 if self._fetch_minimum is not None:  # before the next fetch is built
-                    self._fetch_minimum.fetched(
-                        sum(len(m) for m in batch.values()),
-                        sum(record_size(r) for m in batch.values() for r in m),
-                    )
+                    self._fetch_minimum.fetched(sum(len(m) for m in batch.values()))
                 now = time.time()
                 for tp, messages in batch.items():
                     observe_ages(self._queue_seconds, messages, now)

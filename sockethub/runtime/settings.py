@@ -210,17 +210,6 @@ class CommonSettings(EnvSettings):
             "then a runner also lingers before every transaction, not only between them"
         ),
     )
-    kafka_batch_fill_ms: float = Field(
-        0.0,
-        ge=0,
-        le=1000,
-        description=(
-            "Above 0, batching follows the rate in proportion instead of switching at "
-            "kafka_batch_above_rate: the gateway's producer lingers and a runner's fetch "
-            "waits for about what arrives in this time, at most produce_linger_ms, "
-            "kafka_fetch_min_bytes and kafka_fetch_wait_ms; 0 keeps the switch"
-        ),
-    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (session state only)")
     schema_registry_url: str | None = Field(
         None,
