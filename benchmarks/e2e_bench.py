@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python benchmarks/e2e_bench.py [--json]``. Without ``--bootstrap`` /
 ``--redis-url`` it starts its own Kafka broker and Redis on free loopback ports; it always
-starts one gateway (``sockethub gateway``) and ``--runners`` dummy runner processes
+starts ``--gateways`` gateways (``sockethub gateway``, each its own process and reply topic;
+the clients' processes are spread over them) and ``--runners`` dummy runner processes
 (``sockethub runner --platform dummy``, distinct instance names, one consumer group), and
 stops everything it started at the end. Phases, all in one run:
 
@@ -22,13 +23,24 @@ stops everything it started at the end. Phases, all in one run:
    in this process, sends dummy echoes at ``--floor-rate`` straight to the runners and reads
    their answers as the gateway does, with no Socket.IO front. Its latency is the part of
    the end-to-end latency no work on the gateway's front can remove.
+6. **Topology**: a second stack, started once the first has stopped (same Kafka and Redis,
+   its own topics), of two gateways and two runners, the topology high-volume users run:
+   ``--topology-rate`` echoes/s (1 500), then the best saturation row's window in flight
+   per client (4 when no saturation phase ran), with the curve's figures (each process
+   kind's CPU added up over its processes).
+
+Every load phase checks each session's order: each client numbers its echoes, and the
+numbers of its good answers must rise (``order_violations``, 0 expected). A client is one
+session; its requests are keyed to one request partition, its runner runs them one at a
+time in that order, answers them in that order on one reply partition, and the gateway acks
+them as it reads them, so the stack promises exactly this order (docs/architecture.md).
 
 Each load phase reports the CPU of the gateway, the runners, Kafka, the clients and the
 whole machine, and the time the hypervisor gave to other guests while this one had work
 (``steal``, from /proc/stat): on a shared host that time shrinks the machine for every
 process at once, so a phase with ``STOLEN_CORES_WARN`` or more of it is marked.
 
-``--phases`` picks which phases run (``kafka,idle,warmup,curve,saturation,floor``, all
+``--phases`` picks which phases run (``kafka,idle,warmup,curve,saturation,floor,topology``, all
 by default), so that A/B comparisons can repeat the cheap ones; ``--jsonl FILE`` appends one
 JSON line per phase as it ends, so that runs compare.
 
@@ -94,7 +106,15 @@ from sockethub.runtime.observability import configure_logging
 from sockethub.runtime.settings import CommonSettings
 
 REPO = Path(__file__).resolve().parents[1]
-PHASES = ("kafka", "idle", "warmup", "curve", "saturation", "floor")
+PHASES = ("kafka", "idle", "warmup", "curve", "saturation", "floor", "topology")
+STACK_PHASES = {"idle", "warmup", "curve", "saturation", "floor"}
+"""The phases run on the stack of ``--gateways`` and ``--runners``; ``topology`` runs on a
+stack of its own, started after that one stops."""
+TOPOLOGY_GATEWAYS = 2
+TOPOLOGY_RUNNERS = 2
+TOPOLOGY_WINDOW = 4
+"""In flight per client in the topology's closed loop, when no saturation phase ran."""
+TOPOLOGY_WARMUP_S = 30.0
 LATENCY_TARGETS = {200.0: (8.0, 25.0), 1500.0: (12.0, 45.0)}
 """Offered echoes/s -> (p50, p99) ms at most (issue 24: Sockethub's own figures)."""
 SATURATION_TARGET = 4000.0
@@ -239,28 +259,41 @@ async def kafka_only(settings: CommonSettings, count: int, window: int) -> dict[
 
 @dataclass
 class Stack:
+    """``gateways`` gateway processes (each its own reply topic) and ``runners`` dummy
+    runners (one consumer group), on one Kafka and Redis, under their own topic prefix."""
+
     work: Path
     bootstrap: str
     redis_url: str
     runners: int
+    gateways: int = 1
     prefix: str = field(default_factory=lambda: f"e2e{uuid.uuid4().hex[:8]}")
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    port: int = field(default_factory=free_port)
-    internal_port: int = field(default_factory=free_port)
-    gateway: subprocess.Popen[bytes] | None = None
+    ports: list[int] = field(default_factory=list)
+    internal_ports: list[int] = field(default_factory=list)
+    gateway_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     runner_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     runner_metrics_ports: list[int] = field(default_factory=list)
     kafka_pid: int | None = None
     profile: bool = False
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def gateway(self) -> subprocess.Popen[bytes] | None:
+        """The first gateway (the one the idle-memory phase measures)."""
+        return self.gateway_procs[0] if self.gateway_procs else None
 
     @property
-    def internal_url(self) -> str:
-        """The gateway's ``/readyz`` and ``/metrics``."""
-        return f"http://127.0.0.1:{self.internal_port}"
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.ports]
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+    @property
+    def internal_urls(self) -> list[str]:
+        """The gateways' ``/readyz`` and ``/metrics``."""
+        return [f"http://127.0.0.1:{port}" for port in self.internal_ports]
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -276,28 +309,36 @@ class Stack:
         }
 
     def start(self) -> None:
-        self.gateway = spawn(
-            [sys.executable, "-m", "sockethub.cli", "gateway"],
-            log_path=self.work / "gateway.log",
-            cwd=REPO,
-            env=self.env(
-                SOCKETHUB_HOST="127.0.0.1",
-                SOCKETHUB_PORT=str(self.port),
-                SOCKETHUB_INTERNAL_PORT=str(self.internal_port),
-                SOCKETHUB_GATEWAY_ID=f"bench-{self.prefix}",
-                SOCKETHUB_ALLOWED_ORIGINS="*",
-                # Every client comes from 127.0.0.1; the per-address cap would refuse them.
-                SOCKETHUB_MAX_CONNECTIONS_PER_IP="100000",
-                # Closed-loop clients may exceed 100 events/s each; the limit is policy.
-                SOCKETHUB_RATE_LIMIT="100000",
-            ),
-        )
+        for n in range(self.gateways):
+            self.ports.append(free_port())
+            self.internal_ports.append(free_port())
+            self.gateway_procs.append(
+                spawn(
+                    [sys.executable, "-m", "sockethub.cli", "gateway"],
+                    log_path=self.work / f"{self.prefix}-gateway-{n}.log",
+                    cwd=REPO,
+                    env=self.env(
+                        SOCKETHUB_HOST="127.0.0.1",
+                        SOCKETHUB_PORT=str(self.ports[-1]),
+                        SOCKETHUB_INTERNAL_PORT=str(self.internal_ports[-1]),
+                        # Its own id, so its own reply topic.
+                        SOCKETHUB_GATEWAY_ID=f"bench-{self.prefix}-{n}",
+                        SOCKETHUB_ALLOWED_ORIGINS="*",
+                        # Every client comes from 127.0.0.1; the per-address cap would
+                        # refuse them.
+                        SOCKETHUB_MAX_CONNECTIONS_PER_IP="100000",
+                        # Closed-loop clients may exceed 100 events/s each; the limit is
+                        # policy.
+                        SOCKETHUB_RATE_LIMIT="100000",
+                    ),
+                )
+            )
         for n in range(self.runners):
             self.runner_metrics_ports.append(free_port())
             self.runner_procs.append(
                 spawn(
                     [sys.executable, "-m", "sockethub.cli", "runner", "--platform", "dummy"],
-                    log_path=self.work / f"runner-{n}.log",
+                    log_path=self.work / f"{self.prefix}-runner-{n}.log",
                     cwd=REPO,
                     env=self.env(
                         SOCKETHUB_INSTANCE=f"r{n}",
@@ -310,7 +351,7 @@ class Stack:
     def hop_totals(self, extra: Sequence[str] = ()) -> dict[str, tuple[float, float]]:
         """The gateway's and the runners' histograms, and those of the ``extra``
         expositions, (count, sum) added up."""
-        urls = [f"{self.internal_url}/metrics"]
+        urls = [f"{url}/metrics" for url in self.internal_urls]
         urls += [f"http://127.0.0.1:{port}/metrics" for port in self.runner_metrics_ports]
         texts = list(extra)
         for url in urls:
@@ -324,29 +365,30 @@ class Stack:
         return totals
 
     def _wait_ready(self, timeout: float = 120.0) -> None:
-        assert self.gateway is not None
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.gateway.poll() is not None:
-                raise RuntimeError(f"gateway exited; see {self.work / 'gateway.log'}")
-            try:
-                with urllib.request.urlopen(f"{self.internal_url}/readyz", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            time.sleep(0.25)
-        else:
-            raise RuntimeError(f"gateway not ready; see {self.work / 'gateway.log'}")
+        for n, (proc, url) in enumerate(zip(self.gateway_procs, self.internal_urls, strict=True)):
+            log = self.work / f"{self.prefix}-gateway-{n}.log"
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"gateway {n} exited; see {log}")
+                try:
+                    with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                time.sleep(0.25)
+            else:
+                raise RuntimeError(f"gateway {n} not ready; see {log}")
         for n in range(self.runners):
-            log = self.work / f"runner-{n}.log"
+            log = self.work / f"{self.prefix}-runner-{n}.log"
             while "runner.partitions.assigned" not in log.read_text(errors="replace"):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"runner {n} got no partitions; see {log}")
                 time.sleep(0.25)
 
     def stop(self) -> None:
-        for proc in [*self.runner_procs, *([self.gateway] if self.gateway else [])]:
+        for proc in [*self.runner_procs, *self.gateway_procs]:
             stop(proc, timeout=30)
 
 
@@ -362,6 +404,7 @@ def summarise(name: str, parts: list[dict[str, Any]], extra: dict[str, Any]) -> 
         "errors": sum(p["errors"] for p in parts),
         "timeouts": sum(p["timeouts"] for p in parts),
         "wrong": sum(p["wrong"] for p in parts),
+        "order_violations": sum(p.get("order_violations", 0) for p in parts),
         "echoes_per_s": round(in_window / duration, 1),
         "p50_ms": percentile(latencies, 50),
         "p95_ms": percentile(latencies, 95),
@@ -379,17 +422,19 @@ async def load_phase(
     *,
     profile: bool = True,
 ) -> dict[str, Any]:
-    """Run one load command on every client process, sampling gateway RSS and CPU."""
+    """Run one load command on every client process, sampling gateway RSS and CPU (the
+    gateways' CPU added up, the RSS peak of the largest)."""
     assert stack.gateway is not None
     pid = stack.gateway.pid
+    gateway_pids = [p.pid for p in stack.gateway_procs]
     command = {**command, "start_at": time.time() + 1.0}
     groups = {
-        "gateway": [pid],
+        "gateway": gateway_pids,
         "runners": [p.pid for p in stack.runner_procs],
         "kafka": [stack.kafka_pid] if stack.kafka_pid else [],
         "clients": clients.pids,
     }
-    peak = rss_kib(pid)
+    peak = max(rss_kib(p) for p in gateway_pids)
     hops0 = await asyncio.to_thread(stack.hop_totals)
     task = asyncio.create_task(clients.command(command, command["duration"] + 90))
     await asyncio.sleep(1.0)  # CPU is sampled over the sending window only
@@ -416,7 +461,7 @@ async def load_phase(
             )
     cpu: dict[str, float] = {}
     while not task.done():
-        peak = max(peak, rss_kib(pid))
+        peak = max(peak, *(rss_kib(p) for p in gateway_pids))
         await asyncio.wait({task}, timeout=0.5)
         if not cpu and time.perf_counter() - t0 >= command["duration"] - 0.5:
             spent = time.perf_counter() - t0
@@ -467,20 +512,58 @@ async def idle_memory(stack: Stack, counts: list[int], procs: int) -> dict[str, 
     return result
 
 
+async def first_echoes(stack: Stack, tag: str) -> None:
+    """200 echoes/s for 5 s from 20 clients: first-use allocations and imports, unmeasured."""
+    first = ClientProcs(stack.urls, 20, 1, tag)
+    await first.start()
+    command = {"cmd": "rate", "rate": 200 / first.procs, "duration": 5, "start_at": time.time()}
+    await first.command(command, 90)
+    await first.close()
+
+
+async def topology(stack: Stack, args: argparse.Namespace, window: int) -> dict[str, Any]:
+    """The load through several gateways and runners: ``--topology-rate`` open loop, then
+    ``window`` in flight per client, with the curve's figures and the order check."""
+    await first_echoes(stack, "tfirst")
+    clients = ClientProcs(stack.urls, args.clients, args.client_procs, "topo")
+    await clients.start()
+    shape = {"clients": args.clients, "gateways": stack.gateways, "runners": stack.runners}
+    rows: list[dict[str, Any]] = []
+    # The broker is warm when this run's warm-up phase ran; the new processes need less.
+    warm = args.warmup if "warmup" not in args.phases else min(args.warmup, TOPOLOGY_WARMUP_S)
+    try:
+        if warm > 0:
+            warmup = {"cmd": "closed", "window": window, "duration": warm}
+            shaped = {**shape, "window": window}
+            await load_phase(stack, clients, warmup, "warmup", shaped, profile=False)
+        rate = args.topology_rate
+        fixed = {"cmd": "rate", "rate": rate / clients.procs, "duration": args.duration}
+        rows.append(await load_phase(stack, clients, fixed, "topology", {**shape, "offered": rate}))
+        closed = {"cmd": "closed", "window": window, "duration": args.duration}
+        rows.append(
+            await load_phase(stack, clients, closed, "topology", {**shape, "window": window})
+        )
+    finally:
+        await clients.close()
+    return {
+        "gateways": stack.gateways,
+        "runners": stack.runners,
+        "order_violations": sum(r["order_violations"] for r in rows),
+        "rows": rows,
+    }
+
+
 async def end_to_end(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     phases = set(args.phases)
     # A few echoes first, so that the gateway's first-use allocations are not counted as
     # the idle connections' memory.
-    first = ClientProcs(stack.url, 20, 1, "first")
-    await first.start()
-    await first.command({"cmd": "rate", "rate": 200, "duration": 5, "start_at": time.time()}, 90)
-    await first.close()
+    await first_echoes(stack, "first")
     if args.idle and "idle" in phases:
         counts = [int(c) for c in args.idle.split(",")]
         out["idle"] = await idle_memory(stack, counts, args.idle_procs)
         args.record({"phase": "idle", **out["idle"]})
-    clients = ClientProcs(stack.url, args.clients, args.client_procs, "load")
+    clients = ClientProcs(stack.urls, args.clients, args.client_procs, "load")
     await clients.start()
     rows: list[dict[str, Any]] = []
     windows = [int(w) for w in args.windows.split(",") if w]
@@ -493,7 +576,7 @@ async def end_to_end(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             args.record(out["warmup"])
         rates = [float(r) for r in args.rates.split(",") if r] if "curve" in phases else []
         for rate in rates:
-            command = {"cmd": "rate", "rate": rate / args.client_procs, "duration": args.duration}
+            command = {"cmd": "rate", "rate": rate / clients.procs, "duration": args.duration}
             shape = {"clients": args.clients, "offered": rate}
             rows.append(await load_phase(stack, clients, command, "fixed", shape))
             args.record(rows[-1])
@@ -572,6 +655,13 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
         if kafka:
             fraction = round(sat["echoes_per_s"] / kafka["echoes_per_s"], 3)
             rows.append(("fraction of the Kafka-only flow", fraction, ">=", 0.40))
+    topo = report.get("topology")
+    if topo is not None:
+        rows.append(("answers out of session order (topology)", topo["order_violations"],
+                     "<=", 0.0))  # fmt: skip
+    if loads:
+        violations = sum(r.get("order_violations", 0) for r in loads)
+        rows.append(("answers out of session order (load)", violations, "<=", 0.0))
     idle = report.get("e2e", {}).get("idle", {})
     for key in sorted(k for k in idle if k.startswith("kib_per_conn_")):
         rows.append((f"KiB per idle conn ({key.rsplit('_', 1)[1]})", idle[key], "<=", 30.0))
@@ -611,15 +701,39 @@ def label(row: dict[str, Any]) -> str:
     return str(row["offered"]) if "offered" in row else f"w={row.get('window')}"
 
 
+def load_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every measured load row: the stack's, then the topology's."""
+    return [*report.get("e2e", {}).get("load", []), *report.get("topology", {}).get("rows", [])]
+
+
+def print_topology(topo: dict[str, Any]) -> None:
+    """The topology's rows as the curve prints its own, with the order check."""
+    groups = ("gateway", "runners", "kafka", "machine")
+    print(
+        f"\nthrough {topo['gateways']} gateways and {topo['runners']} runners (ms; CPU in ms"
+        f" per echo: {' / '.join(groups)}, each the sum over its processes); answers out of"
+        f" session order: {topo['order_violations']}"
+    )
+    print(f"{'offered/s':>10}{'answered/s':>11}{'p50':>8}{'p95':>8}{'p99':>8}  CPU per echo")
+    for row in topo["rows"]:
+        offered = row.get("offered") or f"sat w={row.get('window')}"
+        per_echo = " / ".join(str(row["cpu_ms_per_echo"].get(g)) for g in groups)
+        print(
+            f"{offered!s:>10}{row['echoes_per_s']:>11}{row['p50_ms']!s:>8}"
+            f"{row['p95_ms']!s:>8}{row['p99_ms']!s:>8}  {per_echo}"
+        )
+
+
 def print_table(report: dict[str, Any]) -> None:
     kafka = report.get("kafka_only")
+    loads = load_rows(report)
     print(f"machine: {report['machine']}")
     if kafka:
         print(
             f"\nKafka only (one process, {kafka['count']} echoes, {kafka['window']} in flight): "
             f"{kafka['echoes_per_s']} echoes/s, p50 {kafka['p50_ms']} ms, p99 {kafka['p99_ms']} ms"
         )
-    warm = report["e2e"].get("warmup")
+    warm = report.get("e2e", {}).get("warmup")
     if warm:
         print(
             f"\nwarm-up (not judged; {warm['clients']} clients x {warm['window']} in flight, "
@@ -631,7 +745,7 @@ def print_table(report: dict[str, Any]) -> None:
         f"\n{head[0]:<11}{head[1]:>8}{head[2]:>9}{head[3]:>8}{head[4]:>8}{head[5]:>6}"
         f"{head[6]:>9}{head[7]:>8}{head[8]:>8}{head[9]:>8}  gw cpu  gw rss peak"
     )
-    for row in report["e2e"]["load"]:
+    for row in loads:
         offered = row.get("offered", f"w={row.get('window')}")
         bad = row["errors"] + row["timeouts"] + row["wrong"]
         print(
@@ -640,8 +754,10 @@ def print_table(report: dict[str, Any]) -> None:
             f"{row['p95_ms']!s:>8}{row['p99_ms']!s:>8}  {row['cpu_cores'].get('gateway')!s:>6}"
             f"  {row['gateway_rss_peak_kib'] // 1024} MiB"
         )
-    print_curve(report["e2e"]["load"])
-    idle = report["e2e"].get("idle")
+    print_curve(report.get("e2e", {}).get("load", []))
+    if "topology" in report:
+        print_topology(report["topology"])
+    idle = report.get("e2e", {}).get("idle")
     if idle:
         print(f"\nidle memory: gateway RSS {idle['rss_before_kib'] // 1024} MiB before", end="")
         for key in sorted(k for k in idle if k.startswith("kib_per_conn_")):
@@ -654,7 +770,7 @@ def print_table(report: dict[str, Any]) -> None:
     groups = ("gateway", "runners", "kafka", "clients", "machine")
     print(f"\nCPU during each phase, cores | ms per echo ({' / '.join(groups)}):")
     any_stolen = False
-    for row in report["e2e"]["load"]:
+    for row in loads:
         cores = " / ".join(str(row["cpu_cores"].get(g)) for g in groups)
         per_echo = " / ".join(str(row["cpu_ms_per_echo"].get(g)) for g in groups)
         stolen = row["cpu_cores"].get("stolen", 0.0)
@@ -674,13 +790,13 @@ def print_table(report: dict[str, Any]) -> None:
         " transaction, to the gateway's reply reader) / gateway (accept to ack) / the rest"
         " of it (the runner's work and wait for its transaction, the gateway's own work):"
     )
-    for row in report["e2e"]["load"]:
+    for row in loads:
         hop = row.get("hop_ms", {})
         print(
             f"  {row['phase']:<11}{label(row):>8}: "
             + " / ".join(str(hop.get(k)) for k in ("to_runner", "to_gateway", "gateway", "rest"))
         )
-    floor = report["e2e"].get("floor")
+    floor = report.get("e2e", {}).get("floor")
     if floor:
         hop = floor["hop_ms"]
         cores = " / ".join(f"{k} {v}" for k, v in floor["cpu_cores"].items())
@@ -710,6 +826,12 @@ def main() -> int:
         default=1,
         help="dummy runner processes (on 2 cores a second one costs more than it adds)",
     )
+    parser.add_argument(
+        "--gateways",
+        type=int,
+        default=1,
+        help="gateways the load phases' clients are spread over (each its own reply topic)",
+    )
     parser.add_argument("--clients", type=int, default=200, help="clients for the load phases")
     parser.add_argument("--client-procs", type=int, default=2, help="processes holding them")
     parser.add_argument(
@@ -736,6 +858,13 @@ def main() -> int:
         default=1500.0,
         help="echoes/s for the pipeline floor (the gateway's Kafka side alone; 0 skips it)",
     )
+    parser.add_argument(
+        "--topology-rate",
+        type=float,
+        default=1500.0,
+        help=f"echoes/s of the topology phase ({TOPOLOGY_GATEWAYS} gateways, "
+        f"{TOPOLOGY_RUNNERS} runners)",
+    )
     parser.add_argument("--idle", default="1000,5000", help="idle connection counts ('' skips)")
     parser.add_argument("--idle-procs", type=int, default=4, help="processes per idle step")
     parser.add_argument("--kafka-count", type=int, default=20000)
@@ -749,6 +878,8 @@ def main() -> int:
     unknown = set(args.phases) - set(PHASES)
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    if args.gateways < 1:
+        parser.error("--gateways must be at least 1")
     run_id = uuid.uuid4().hex[:8]
 
     def record(row: dict[str, Any]) -> None:
@@ -785,17 +916,31 @@ def main() -> int:
                 kafka_only(settings, args.kafka_count, args.kafka_window)
             )
             record({"phase": "kafka", **report["kafka_only"]})
-        stack = Stack(work, services.bootstrap, services.redis_url, args.runners,
-                      profile=args.profile)  # fmt: skip
         if services.broker is not None:
-            stack.kafka_pid = int((work / "kafka" / "kafka.pid").read_text())
+            kafka_pid: int | None = int((work / "kafka" / "kafka.pid").read_text())
         else:
-            stack.kafka_pid = args.kafka_pid
-        try:
-            stack.start()
-            report["e2e"] = asyncio.run(end_to_end(stack, args))
-        finally:
-            stack.stop()
+            kafka_pid = args.kafka_pid
+        if STACK_PHASES & set(args.phases):
+            stack = Stack(work, services.bootstrap, services.redis_url, args.runners,
+                          gateways=args.gateways, kafka_pid=kafka_pid,
+                          profile=args.profile)  # fmt: skip
+            try:
+                stack.start()
+                report["e2e"] = asyncio.run(end_to_end(stack, args))
+            finally:
+                stack.stop()
+        if "topology" in args.phases:
+            best = best_closed(report.get("e2e", {}).get("load", []))
+            window = int(best["window"]) if best is not None else TOPOLOGY_WINDOW
+            topo = Stack(work, services.bootstrap, services.redis_url, TOPOLOGY_RUNNERS,
+                         gateways=TOPOLOGY_GATEWAYS, kafka_pid=kafka_pid,
+                         profile=args.profile)  # fmt: skip
+            try:
+                topo.start()
+                report["topology"] = asyncio.run(topology(topo, args, window))
+            finally:
+                topo.stop()
+            record({"phase": "topology", **report["topology"]})
     report["verdicts"] = verdicts(report)
     if args.output is not None:
         args.output.write_text(json.dumps(report, indent=2) + "\n")

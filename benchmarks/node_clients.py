@@ -9,6 +9,7 @@ import json
 import resource
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,19 @@ def node_binary() -> str:
 
 
 class ClientProcs:
-    """Several ``clients.mjs`` Node processes, driven over their stdin/stdout."""
+    """Several ``clients.mjs`` Node processes, driven over their stdin/stdout.
 
-    def __init__(self, url: str, total: int, procs: int, tag: str) -> None:
-        self.url, self.total, self.procs, self.tag = url, total, procs, tag
+    Given several gateway URLs, process ``i`` connects to ``urls[i % len(urls)]``, and the
+    process count is rounded up to a multiple of them so that each gateway gets as many
+    clients as the others (within one).
+    """
+
+    def __init__(self, url: str | Sequence[str], total: int, procs: int, tag: str) -> None:
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("no gateway URL")
+        per_url = -(-max(procs, 1) // len(self.urls))
+        self.total, self.procs, self.tag = total, per_url * len(self.urls), tag
         self.node = node_binary()
         self._children: list[asyncio.subprocess.Process] = []
 
@@ -59,7 +69,7 @@ class ClientProcs:
             child = await asyncio.create_subprocess_exec(
                 self.node,
                 str(CLIENTS_SCRIPT),
-                self.url,
+                self.urls[i % len(self.urls)],
                 "/sockethub",
                 str(share),
                 f"{self.tag}{i}",

@@ -14,6 +14,13 @@
 //   keeps W requests outstanding for D seconds.
 // - {"cmd": "quit"}: disconnect everything, print {"event": "bye"} and exit.
 //
+// Order check: each client numbers its echoes (the number ends the message's content, which
+// the dummy echo returns). A client's requests form one session, keyed to one request
+// partition, run one at a time in sent order by its runner's lane, and answered in that
+// order on the gateway's reply partition, whose reader acks them as it reads them: so the
+// numbers of a client's good answers must rise. Each result counts the answers whose number
+// is not above the client's highest one answered before (`order_violations`).
+//
 // Every send is bounded by the duration and every wait by ACK_TIMEOUT.
 import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
@@ -34,13 +41,24 @@ const HEADERS = {
   "User-Agent": `Node/${process.versions.node} socket.io-client/4.8`,
 };
 
-const echo = (id) => ({
+const echo = (id, seq) => ({
   "@context": CONTEXT,
   type: "echo",
   id,
   actor: { id: "bench@dummy", type: "person", name: "Bench" },
-  object: { type: "message", content: `hello ${id}` },
+  object: { type: "message", content: `hello ${id} #${seq}` },
 });
+
+/** The client's sequence number at the end of an echo's content, or NaN. */
+const sequenceOf = (ack) => {
+  const content = ack?.object?.content;
+  const match = typeof content === "string" ? /#(\d+)$/.exec(content) : null;
+  return match ? Number(match[1]) : Number.NaN;
+};
+
+/** Per-socket numbering, kept across phases (a socket is one session for its life). */
+const sentSeq = new WeakMap();
+const ackedSeq = new WeakMap();
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 const sleepUntilWall = (startAt) => sleep(startAt * 1000 - Date.now());
@@ -54,6 +72,7 @@ class Tally {
     this.errors = 0;
     this.timeouts = 0;
     this.wrong = 0;
+    this.orderViolations = 0;
     this.latencies = [];
     this.lastAnswer = 0;
     this.windowEnd = Infinity;
@@ -76,7 +95,9 @@ class Tally {
       setImmediate(settle);
       return;
     }
-    socket.timeout(ACK_TIMEOUT_MS).emit("message", echo(id), (err, ...acks) => {
+    const seq = (sentSeq.get(socket) ?? 0) + 1;
+    sentSeq.set(socket, seq);
+    socket.timeout(ACK_TIMEOUT_MS).emit("message", echo(id, seq), (err, ...acks) => {
       const now = performance.now();
       if (err) {
         if (err.message === "operation has timed out") this.timeouts += 1;
@@ -89,6 +110,10 @@ class Tally {
         } else if ("error" in ack) {
           this.errors += 1;
         } else {
+          const got = sequenceOf(ack);
+          const last = ackedSeq.get(socket) ?? 0;
+          if (!(got > last)) this.orderViolations += 1;
+          if (got > last) ackedSeq.set(socket, got);
           this.answered += 1;
           if (now <= this.windowEnd) this.inWindow += 1;
           this.latencies.push(now - t0);
@@ -118,6 +143,7 @@ class Tally {
       errors: this.errors,
       timeouts: this.timeouts,
       wrong: this.wrong,
+      order_violations: this.orderViolations,
       in_window: this.inWindow,
       duration,
       drain_s: Math.max(0, (this.lastAnswer - started) / 1000 - duration),
