@@ -119,7 +119,12 @@ def create_apps(
     tracing = tracing_from_env("sockethub-gateway")
     recovery = None
     if settings.recovery_window > 0:
-        index = RecoveryIndex(redis, settings.topic_prefix, settings.recovery_window)
+        index = RecoveryIndex(
+            redis,
+            settings.topic_prefix,
+            settings.recovery_window,
+            refresh_s=settings.heartbeat_ttl,
+        )
         recovery = Recovery(settings, bridge, index)
     handlers = ProtocolHandlers(
         sio, settings, registry, bridge, store, metrics, cap, tracing, recovery=recovery

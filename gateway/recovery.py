@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -106,25 +107,38 @@ return raw
 class RecoveryIndex:
     """The Redis side: one entry per pid, and its acknowledged result ids."""
 
-    def __init__(self, redis: Redis, prefix: str, window: int) -> None:
+    def __init__(self, redis: Redis, prefix: str, window: int, refresh_s: float = 5.0) -> None:
         self.redis = redis
         self.prefix = prefix
         self.window = window
+        self.refresh_s = max(1.0, min(window / 4, refresh_s))
+        """How often a holder refreshes its connected sessions' entries."""
 
     def key(self, pid: str) -> str:
         return f"{self.prefix}:recovery:{pid}"
 
     @property
     def live_ttl(self) -> int:
-        """The expiry while connected: refreshed every quarter window, so an entry outlives
-        a gateway killed just before a refresh by the whole window."""
-        return self.window + max(1, self.window // 4)
+        """The expiry while connected, refreshed every ``refresh_s``: an entry outlives a
+        killed holder by the window, give or take one refresh, and never outlives the
+        connections the runners keep for it. They release those once the holder's liveness
+        key has been missing for the window and more, and ``refresh_s`` is at most that
+        key's expiry: a recovery is never partial."""
+        return self.window + math.ceil(self.refresh_s)
 
     @property
     def parked_ttl(self) -> int:
-        """The expiry once disconnected: past the window by a margin, so that the holder's
-        window timer, even late on a busy loop, finds the entry it must end."""
+        """The expiry once disconnected from a live holder: past the window by a margin, so
+        that the holder's window timer, even late on a busy loop, finds the entry it must
+        end (the runners keep the connections until that timer's ``session_closed``)."""
         return self.window + max(PARKED_MARGIN, self.window // 4)
+
+    @property
+    def stopped_ttl(self) -> int:
+        """The expiry of a session parked by a holder that stops: the window. No timer of
+        the holder ends it; the runners release its connections no sooner than the window
+        after the holder's liveness key is gone, so the entry never outlives them."""
+        return self.window
 
     async def put(self, pid: str, entry: Entry, ttl: int | None = None) -> None:
         await self.redis.set(self.key(pid), entry.dump(), ex=ttl or self.live_ttl)

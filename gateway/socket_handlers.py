@@ -347,7 +347,7 @@ class ProtocolHandlers:
         """Keep open sessions' entries alive (they expire a window after a gateway dies)."""
         assert self._recovery is not None
         while True:
-            await asyncio.sleep(max(1.0, self._recovery.window / 4))
+            await asyncio.sleep(self._recovery.index.refresh_s)
             pids = [s.pid for sid in list(self._entries) if (s := self.sessions.get(sid)) and s.pid]
             if pids:
                 await self._quietly(self._recovery.index.refresh(pids))
@@ -455,7 +455,7 @@ class ProtocolHandlers:
 
     async def _park(self, sid: str, pid: str, entry: Entry) -> None:
         assert self._recovery is not None
-        ttl = self._recovery.index.parked_ttl
+        ttl = self._recovery.index.stopped_ttl
         await self._index_put(pid, entry, ttl)
         try:
             await self._store.expire_session(sid, ttl)

@@ -159,7 +159,7 @@ async def test_a_clean_stop_parks_the_session_for_another_gateway(
         await stopping
         stopped_at = time.monotonic()
         assert not await redis.exists(alive)
-        parked = RecoveryIndex(redis, prefix, GatewaySettings().recovery_window).parked_ttl
+        parked = RecoveryIndex(redis, prefix, GatewaySettings().recovery_window).stopped_ttl
         credentials_ttl = await redis.ttl(f"{prefix}:creds:{{{sid}}}:index")  # set to expire
         assert 0 < credentials_ttl <= parked, credentials_ttl
         entry_ttl = await redis.ttl(RecoveryIndex(redis, prefix, 1).key(first["pid"]))

@@ -123,7 +123,7 @@ async def test_a_clean_stop_parks_the_sessions_then_their_connections_quit(
             gateway, irc_runner, ngircd, capsys, low=WINDOW, high=WINDOW + 10, clean=True
         )
         sid = gateway.log_text().split('"session_id": "', 1)[1].split('"', 1)[0]
-        parked = RecoveryIndex(redis, prefix, WINDOW).parked_ttl
+        parked = RecoveryIndex(redis, prefix, WINDOW).stopped_ttl
         async with asyncio.timeout(parked + 10):
             while await redis.exists(f"{prefix}:creds:{{{sid}}}:index"):  # noqa: ASYNC110
                 await asyncio.sleep(0.5)

@@ -24,6 +24,7 @@ from tests.unit.gateway.test_socket_handlers import (
 
 WINDOW = 1
 PARKED_TTL = 9
+STOPPED_TTL = 7
 
 
 class Index:
@@ -32,6 +33,8 @@ class Index:
     def __init__(self) -> None:
         self.window = WINDOW
         self.parked_ttl = PARKED_TTL
+        self.stopped_ttl = STOPPED_TTL
+        self.refresh_s = 1.0
         self.puts: list[tuple[str, str, int | None]] = []
         self.taken: list[str] = []
 
@@ -120,9 +123,9 @@ async def test_a_stopping_gateway_parks_its_sessions_instead_of_ending_them() ->
     await gw.handlers.park_all(gw.server.close_transports, WAIT)
     await gw.handlers.close()
     assert len(gw.handlers.sessions) == 0
-    parked = [(pid, sid) for pid, sid, ttl in gw.recovery.index.puts if ttl == PARKED_TTL]
+    parked = [(pid, sid) for pid, sid, ttl in gw.recovery.index.puts if ttl == STOPPED_TTL]
     assert sorted(parked) == [("pid-s1", "s1"), ("pid-s2", "s2")]
-    assert sorted(gw.store.expiries) == [("s1", PARKED_TTL), ("s2", PARKED_TTL)]
+    assert sorted(gw.store.expiries) == [("s1", STOPPED_TTL), ("s2", STOPPED_TTL)]
     # Nothing ends, now or when the window has passed (no timer in a stopped process).
     await asyncio.sleep(WINDOW + 0.5)
     assert gw.session_closed() == [] and gw.store.ended == []
