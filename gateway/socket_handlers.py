@@ -288,9 +288,9 @@ class ProtocolHandlers:
         self._metrics.activity(record.platform, "out", "event")
         payload = result_ack(activity, record.platform, session.dialect)
         if at is None or session.pid is None:
-            await self._sio.emit("message", payload, to=session.sid)
+            await self._sio.emit_now(session.sid, "message", payload)
         else:
-            await self._sio.emit("message", (payload, at), to=session.sid)
+            await self._sio.emit_now(session.sid, "message", payload, at)
 
     async def _index_new(self, session: Session) -> None:
         assert self._recovery is not None and session.pid is not None
@@ -330,7 +330,8 @@ class ProtocolHandlers:
         came first."""
         at = REPLY_POSITION.get()
         if session.pid is not None and at is not None:
-            await self._sio.emit(OFFSET_EVENT, at, to=session.sid)
+            # Queued at once behind the ack (emit_now), so both leave in one write batch.
+            await self._sio.emit_now(session.sid, OFFSET_EVENT, at)
 
     @staticmethod
     async def _quietly(work: Any) -> None:

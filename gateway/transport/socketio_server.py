@@ -305,6 +305,18 @@ class SockethubServer(socketio.AsyncServer):  # type: ignore[misc]
         self._started(sid)
         await handler(sid, args, reply)
 
+    async def emit_now(self, sid: str, event: str, *args: object) -> None:
+        """``emit(event, args, to=sid)`` without python-socketio's task per recipient: the
+        packet is queued before this returns, with no other task run meanwhile. So packets
+        sent to a client this way and by :meth:`send_ack` keep the order of the calls, and
+        an ack and the event right after it leave in one write batch."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is None:
+            return
+        packet = self.packet_class(socketio.packet.EVENT, namespace="/", data=[event, *args])
+        with contextlib.suppress(engineio.exceptions.SocketIsClosedError):
+            await self._send_packet(eio_sid, packet)
+
     async def send_ack(self, eio_sid: str, ack_id: int, answer: object) -> None:
         """What python-socketio sends for a handler that returned ``answer``; nothing if
         the connection has closed meanwhile (engine.io drops packets to a socket it no

@@ -71,6 +71,9 @@ class Server:
     async def emit(self, event: str, data: Any, to: str) -> None:
         self.emitted.append((to, event, data))
 
+    async def emit_now(self, sid: str, event: str, *args: Any) -> None:
+        self.emitted.append((sid, event, args[0] if len(args) == 1 else args))
+
     async def message(self, sid: str, payload: Any, acks: list[Any] | None) -> None:
         reply = None if acks is None else _collect(acks)
         if self.ready(sid):

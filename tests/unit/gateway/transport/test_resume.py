@@ -3,12 +3,13 @@ state recovery), through the real server on 127.0.0.1 with raw frames."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import websockets
 
-from tests.unit.gateway.transport.harness import RawPeer, lean_server, serving
+from tests.unit.gateway.transport.harness import WAIT, RawPeer, lean_server, serving
 
 
 def _server() -> tuple[Any, list[tuple[str, object]]]:
@@ -54,3 +55,28 @@ async def test_connect_answers_carry_a_pid_and_a_recovered_session_keeps_its_sid
             await ws.close()
     assert ("kept-sid", {"pid": "p1", "offset": "t|0|4"}) in connects
     assert connects[0][1] is None
+
+
+async def test_an_ack_and_the_event_after_it_leave_in_one_batch() -> None:
+    """The offset event that follows an ack is queued before any other task runs (no
+    per-recipient task as in ``emit``): the writer takes both at once, so a gateway killed
+    between them is as unlikely as between two writes."""
+    sio = lean_server()
+    replies: list[Any] = []
+    arrived = asyncio.Event()
+
+    async def direct(sid: str, args: list[Any], reply: Any) -> None:
+        replies.append((sid, reply))
+        arrived.set()
+
+    sio.on_direct("message", direct, lambda sid: True)
+    async with serving(sio) as served, RawPeer.connected(served) as peer:
+        await peer.emit("message", {"n": 1}, ack=5)
+        await asyncio.wait_for(arrived.wait(), WAIT)
+        sid, reply = replies[0]
+        queue = sio.eio.sockets[sio.manager.eio_sid_from_sid(sid, "/")].queue
+        await reply({"n": 1})
+        await sio.emit_now(sid, "sockethub:offset", "t|0|7")
+        assert queue.qsize() == 2  # the writer has not run in between
+        assert await peer.frame() == '435[{"n":1}]'
+        assert await peer.frame() == '42["sockethub:offset","t|0|7"]'
