@@ -49,6 +49,9 @@ PACKET_OVERHEAD = 128
 """Bytes charged to the outgoing queue per packet besides its data: the packet object and
 its queue slot, so that a flood of tiny packets is bounded too."""
 
+POLL_PACKETS = 16
+"""Packets in one long-polling answer at most: what engine.io's payload decoders take."""
+
 ABORT_EXTENSION = "sockethub.abort"
 """ASGI scope extension (set by :class:`~gateway.transport.uvicorn_protocol.
 LeanWebSocketProtocol`): a callable that drops the websocket's TCP connection at once, with
@@ -321,6 +324,34 @@ class LeanAsyncSocket(AsyncSocket):  # type: ignore[misc]
             queue.task_done()
             if pkt is None:
                 queue.put_nowait(None)
+                break
+            packets.append(pkt)
+        return packets
+
+    async def poll(self) -> list[Any]:
+        """engine.io's long-polling answer, at most :data:`POLL_PACKETS` packets long; the
+        rest wait for the client's next GET. engine.io's decoders, the server's and
+        python-engineio's client, refuse a payload of more than 16 packets, and the client
+        then drops the connection: a burst of acks, each followed by its offset event, made
+        one."""
+        try:
+            first = await asyncio.wait_for(
+                self.queue.get(), self.server.ping_interval + self.server.ping_timeout
+            )
+            self.queue.task_done()
+        except (TimeoutError, asyncio.CancelledError):
+            raise engineio.exceptions.QueueEmpty() from None
+        if first is None:
+            return []
+        packets = [first]
+        while len(packets) < POLL_PACKETS:
+            try:
+                pkt = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            self.queue.task_done()
+            if pkt is None:
+                self.queue.put_nowait(None)
                 break
             packets.append(pkt)
         return packets

@@ -245,3 +245,39 @@ async def test_read_deadline_ends_only_a_read_that_outlasts_it() -> None:
 
     await asyncio.wait_for(connection(), WAIT)
     assert len(ended) == 1 and ended[0] >= 0.09
+
+
+async def test_a_long_polling_client_takes_a_burst_of_more_than_16_packets() -> None:
+    """engine.io's payload decoders refuse more than 16 packets in one polling answer (the
+    client drops the connection): a burst waits for the next GET instead."""
+    # A short ping interval ends the last pending GET soon, so that the client's
+    # disconnect and the server's stop need not wait for the default 25 s.
+    sio = lean_server(ping_interval=1, ping_timeout=2)
+    burst = 40
+
+    async def start(sid: str, *_: Any) -> None:
+        for n in range(burst):
+            await sio.emit_now(sid, "tick", n)
+
+    sio.on("start", start)
+    async with serving(sio) as served:
+        client = socketio.AsyncClient(reconnection=False)
+        ticks: list[int] = []
+        done = asyncio.Event()
+
+        def tick(n: int) -> None:
+            ticks.append(n)
+            if len(ticks) == burst:
+                done.set()
+
+        client.on("tick", tick)
+        await client.connect(
+            served.url, socketio_path=PATH, transports=["polling"], wait_timeout=WAIT
+        )
+        try:
+            await client.emit("start")
+            await asyncio.wait_for(done.wait(), WAIT)
+            assert sorted(ticks) == list(range(burst))
+            assert client.connected
+        finally:
+            await client.disconnect()
