@@ -20,10 +20,12 @@ from tests.e2e.proxy.topology import haproxy
 from tests.fixtures.gateway import GatewayFactory, GatewayProcess, wait_ready
 from tests.fixtures.persistent import LOOPBACK_ALLOWLIST
 from tests.fixtures.recovery import (
+    SETTINGS,
     NodeClient,
     kill9,
     logged_requests,
     replacement,
+    runner_env,
     sigterm,
 )
 from tests.fixtures.runners import RunnerStack, started_runners
@@ -40,9 +42,6 @@ IN_FLIGHT = 3
 """``send`` requests each client has under way at the kill."""
 OUTAGE = 5
 """Channel messages the watcher sends while the gateway is down."""
-WINDOW = 60
-LIVENESS = {"heartbeat_interval": "0.5", "heartbeat_ttl": "2"}
-SETTINGS = {"recovery_window": WINDOW, "request_timeout": 90, **LIVENESS}
 
 
 @pytest.fixture
@@ -54,14 +53,7 @@ def prefix() -> str:
 def irc_runner(
     kafka_bootstrap: str, redis_url: str, stack_env: dict[str, str], prefix: str, tmp_path: Path
 ) -> Iterator[RunnerStack]:
-    env = {
-        "SOCKETHUB_SECRET": stack_env["SOCKETHUB_SECRET"],
-        "SOCKETHUB_REQUEST_PARTITIONS": stack_env["SOCKETHUB_REQUEST_PARTITIONS"],
-        "SOCKETHUB_RECOVERY_WINDOW": str(WINDOW),
-        "SOCKETHUB_ORPHAN_CHECK_INTERVAL": "0.5",
-        "SOCKETHUB_FETCH_ALLOWLIST": LOOPBACK_ALLOWLIST,
-        **{f"SOCKETHUB_{k.upper()}": v for k, v in LIVENESS.items()},
-    }
+    env = runner_env(stack_env, SOCKETHUB_FETCH_ALLOWLIST=LOOPBACK_ALLOWLIST)
     stack = RunnerStack(kafka_bootstrap, redis_url, prefix, tmp_path / "runner-logs", env)
     with started_runners(stack, "irc"):
         yield stack

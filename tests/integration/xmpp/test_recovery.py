@@ -17,7 +17,14 @@ import pytest
 
 from tests.fixtures.gateway import GatewayFactory
 from tests.fixtures.persistent import LOOPBACK_ALLOWLIST, said
-from tests.fixtures.recovery import NodeClient, kill9, logged_requests, replacement
+from tests.fixtures.recovery import (
+    SETTINGS,
+    NodeClient,
+    kill9,
+    logged_requests,
+    replacement,
+    runner_env,
+)
 from tests.fixtures.runners import RunnerStack, started_runners
 from tests.integration.xmpp.conftest import PASSWORD, Accounts
 from tests.integration.xmpp.harness import Harness
@@ -31,9 +38,6 @@ IN_FLIGHT = 2
 """``send`` requests each client has under way at the kill."""
 OUTAGE = 3
 """Room messages the observer sends while the gateway is down."""
-WINDOW = 60
-LIVENESS = {"heartbeat_interval": "0.5", "heartbeat_ttl": "2"}
-SETTINGS = {"recovery_window": WINDOW, "request_timeout": 90, **LIVENESS}
 
 
 @pytest.fixture
@@ -50,16 +54,12 @@ def xmpp_runner(
     prosody: Prosody,
     tmp_path: Path,
 ) -> Iterator[RunnerStack]:
-    env = {
-        "SOCKETHUB_SECRET": stack_env["SOCKETHUB_SECRET"],
-        "SOCKETHUB_REQUEST_PARTITIONS": stack_env["SOCKETHUB_REQUEST_PARTITIONS"],
-        "SOCKETHUB_RECOVERY_WINDOW": str(WINDOW),
-        "SOCKETHUB_ORPHAN_CHECK_INTERVAL": "0.5",
-        "SOCKETHUB_XMPP_CA_FILE": str(prosody.cert),
-        "SOCKETHUB_XMPP_TIMEOUT": "30",
-        "SOCKETHUB_FETCH_ALLOWLIST": LOOPBACK_ALLOWLIST,
-        **{f"SOCKETHUB_{k.upper()}": v for k, v in LIVENESS.items()},
-    }
+    env = runner_env(
+        stack_env,
+        SOCKETHUB_XMPP_CA_FILE=str(prosody.cert),
+        SOCKETHUB_XMPP_TIMEOUT="30",
+        SOCKETHUB_FETCH_ALLOWLIST=LOOPBACK_ALLOWLIST,
+    )
     stack = RunnerStack(kafka_bootstrap, redis_url, prefix, tmp_path / "runner-logs", env)
     with started_runners(stack, "xmpp"):
         yield stack
