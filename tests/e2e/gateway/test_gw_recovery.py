@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,21 @@ def metrics_of(gateway: GatewayProcess) -> str:
     status, body = http_get(f"{gateway.internal_url}/metrics")
     assert status == 200
     return body.decode()
+
+
+async def _settle_after(client: NodeClient, acks: list[Any]) -> list[Any]:
+    """One more echo on the recovered session, then a pause for anything late or
+    duplicated: adds every ack to ``acks`` and returns the ``message`` events."""
+    client.send(dummy("echo", "after", id="after"))
+    while True:
+        ack = await client.next("ack")
+        acks.append(ack)
+        if ack["id"] == "after":
+            break
+    await asyncio.sleep(2)  # anything else would come now
+    acks += client.drain("ack")
+    messages: list[Any] = client.drain("message")
+    return messages
 
 
 async def test_a_session_resumes_on_another_gateway_after_kill_9(
@@ -60,15 +76,7 @@ async def test_a_session_resumes_on_another_gateway_after_kill_9(
         again = await client.next("connect")
         recovered_in = time.monotonic() - killed_at
         assert again == {"id": first["id"], "recovered": True, "pid": first["pid"]}
-        client.send(dummy("echo", "after", id="after"))
-        while True:
-            ack = await client.next("ack")
-            acks.append(ack)
-            if ack["id"] == "after":
-                break
-        await asyncio.sleep(2)  # anything else would come now
-        acks += client.drain("ack")
-        messages = client.drain("message")
+        messages = await _settle_after(client, acks)
         requests = await logged_requests(stack_env, shared_gateway_prefix, "dummy", first["id"])
         produced = {str(r.correlation_id) for r in requests}
     finally:
@@ -169,15 +177,7 @@ async def test_a_clean_stop_parks_the_session_for_another_gateway(
         again = await client.next("connect")
         recovered_in = time.monotonic() - stopped_at
         assert again == {"id": sid, "recovered": True, "pid": first["pid"]}
-        client.send(dummy("echo", "after", id="after"))
-        while True:
-            ack = await client.next("ack")
-            acks.append(ack)
-            if ack["id"] == "after":
-                break
-        await asyncio.sleep(2)  # anything else would come now
-        acks += client.drain("ack")
-        messages = client.drain("message")
+        messages = await _settle_after(client, acks)
         # Never ended (no session_closed goes without this): its credentials are all there,
         # with their full sliding expiry again now that it is recovered.
         creds = f"{prefix}:creds:{{{sid}}}"
